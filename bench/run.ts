@@ -97,6 +97,7 @@ function ensureSluice(log: (m: string) => void): { ok: boolean; reason?: string 
 
 async function main(): Promise<void> {
   const t0 = Date.now();
+  const load0 = os.loadavg().map((x) => x.toFixed(2)).join(' ');
   const log = (m: string): void => {
     process.stderr.write(`[${((Date.now() - t0) / 1000).toFixed(0).padStart(4)}s] ${m}\n`);
   };
@@ -130,7 +131,8 @@ async function main(): Promise<void> {
     '',
     ...machine(),
     `- Pinning: every proxy runs under \`taskset -c ${PROXY_CORE}\`, the load generator (wrk, h2load, the Node open-loop generator) under \`taskset -c ${LOADGEN_CORE}\`. The Node backend is not pinned (the machine has only 2 cores, so it shares them with both). NGINX runs one worker (\`master_process off\`), HAProxy one thread (\`nbthread 1\`); Node peers are single-threaded.`,
-    '- All traffic is on 127.0.0.1.',
+    '- All traffic is on 127.0.0.1. Generated configs live in a fresh temp directory, shown as `$BENCH_TMP`.',
+    `- Load average when the run started: ${load0}; when it ended: ${os.loadavg().map((x) => x.toFixed(2)).join(' ')} (other work on the machine skews the figures).`,
     '',
     '## Versions',
     '',
@@ -145,19 +147,24 @@ async function main(): Promise<void> {
     '',
   ];
   const configs: Record<string, string> = {};
-  for (const { s, r } of sections) {
-    md.push(`## ${s.title}`, '', ...r.body, '');
+  for (const sc of SCENARIOS) {
+    const done = sections.find((x) => x.s === sc);
+    if (!done) {
+      md.push(`## ${sc.title}`, '', `not run: not selected (\`--only ${only?.join(',')}\`)`, '');
+      continue;
+    }
+    const r = done.r;
+    md.push(`## ${sc.title}`, '', ...r.body, '');
     if (r.commands.length) md.push('<details><summary>Exact commands</summary>', '', '```sh', ...r.commands, '```', '', '</details>', '');
     Object.assign(configs, r.configs ?? {});
   }
-  const notChosen = SCENARIOS.filter((s) => !chosen.includes(s));
-  for (const s of notChosen) md.push(`## ${s.title}`, '', `not run: not selected (\`--only ${only?.join(',')}\`)`, '');
   if (Object.keys(configs).length) {
     md.push('## Generated configurations', '');
     for (const [k, v] of Object.entries(configs)) md.push(`<details><summary>${k}</summary>`, '', '```', v.trimEnd(), '```', '', '</details>', '');
   }
   mkdirSync(path.dirname(out), { recursive: true });
-  writeFileSync(out, md.join('\n'));
+  // temp paths differ per run: show them as $BENCH_TMP
+  writeFileSync(out, md.join('\n').split(tmp).join('$BENCH_TMP'));
   rmSync(tmp, { recursive: true, force: true });
   log(`wrote ${path.relative(REPO, out)}`);
 }

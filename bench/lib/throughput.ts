@@ -52,9 +52,10 @@ export async function measure(
   ctx: Ctx,
   slots: PeerSlot[],
   load: (peer: Peer, warmup: boolean) => Promise<LoadResult>,
+  opts: { warmup?: boolean } = {},
 ): Promise<PeerStats[]> {
   for (const s of slots) {
-    if (!s.peer) continue;
+    if (!s.peer || opts.warmup === false) continue;
     try {
       await load(s.peer, true);
     } catch (e) {

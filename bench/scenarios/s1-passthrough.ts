@@ -31,7 +31,7 @@ export const scenario: Scenario = {
   id: 'passthrough',
   title: '1. Pass-through (1 KiB, keep-alive, 64 connections)',
   async run(ctx: Ctx): Promise<Section> {
-    const duration = ctx.quick ? 2 : 10;
+    const duration = ctx.quick ? 1 : 10;
     const warm = ctx.quick ? 1 : 3;
     const backend = await startBackend();
     const rx = await startOtlpReceiver();
