@@ -70,7 +70,7 @@ function versions(): string[] {
   const commit = sh('git', ['-C', REPO, 'rev-parse', '--short', 'HEAD']);
   return [
     `- node ${process.version}`,
-    `- sluice ${sluiceVer} (commit ${commit}, \`dist/cli.js\` ${existsSync(SLUICE_CLI) ? 'present' : 'missing'})`,
+    `- sluice ${sluiceVer} (bench commit ${commit}; CLI ${path.relative(REPO, SLUICE_CLI)} ${existsSync(SLUICE_CLI) ? 'present' : 'missing'}${process.env.SLUICE_CLI ? ', from SLUICE_CLI: a build other than this checkout' : ''})`,
     `- ${firstLine(sh('nginx', ['-v']))}`,
     `- ${firstLine(sh('haproxy', ['-v']))}`,
     `- ${firstLine(sh('wrk', ['-v']))}`,
@@ -82,6 +82,7 @@ function versions(): string[] {
 /** Make sure dist/cli.js exists: build it if src/ and tsconfig.json are there. */
 function ensureSluice(log: (m: string) => void): { ok: boolean; reason?: string } {
   if (existsSync(SLUICE_CLI)) return { ok: true };
+  if (process.env.SLUICE_CLI) return { ok: false, reason: `SLUICE_CLI=${process.env.SLUICE_CLI} does not exist` };
   if (!existsSync(path.join(REPO, 'tsconfig.json')) || !existsSync(path.join(REPO, 'src'))) {
     return { ok: false, reason: 'sluice is not built and there is no src/ + tsconfig.json to build it from' };
   }
