@@ -66,9 +66,10 @@ export const scenario: Scenario = {
     try {
       const stats = await measure(ctx, slots, (peer, warmup) =>
         wrk({ url: `http://127.0.0.1:${peer.port}/`, connections: 64, durationS: warmup ? warm : duration }),
+        { warmup: !ctx.quick },
       );
       const body: string[] = [
-        `wrk, 1 thread, 64 keep-alive connections, ${duration} s per run after a ${warm} s warm-up per peer, ${ctx.reps} interleaved runs per peer.`,
+        `wrk, 1 thread, 64 keep-alive connections, ${duration} s per run after a ${warm} s warm-up per peer${ctx.quick ? ' (no warm-up in quick mode)' : ''}, ${ctx.reps} interleaved runs per peer.`,
         'Response: 1 KiB body from the Node backend. "proxy CPU µs/req" is the user+system CPU time of the proxy process tree (for direct: the backend) divided by the requests wrk completed.',
         '',
         ...throughputTable(stats, 'direct', 'sluice'),

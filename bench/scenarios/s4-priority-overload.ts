@@ -45,7 +45,7 @@ export const scenario: Scenario = {
   id: 'priority',
   title: `4. Priority under overload (fragile backend, premium + free at 3× capacity)`,
   async run(ctx: Ctx): Promise<Section> {
-    const duration = ctx.quick ? 2 : 10;
+    const duration = ctx.quick ? 1 : 10;
     const queueTimeout = ctx.quick ? '1s' : '2s';
     const total = 3 * CAPACITY;
     const premiumRate = Math.round(total * PREMIUM_SHARE);

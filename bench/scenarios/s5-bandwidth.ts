@@ -66,7 +66,7 @@ export const scenario: Scenario = {
   id: 'bandwidth',
   title: '5. Bandwidth accuracy (1 MiB/s configured; 1 and 8 streams)',
   async run(ctx: Ctx): Promise<Section> {
-    const totalS = ctx.quick ? 3 : 10;
+    const totalS = ctx.quick ? 2 : 10;
     const backend = await startBackend();
     const notRun = (r: string) => async (): Promise<Peer> => {
       throw new Error(r);
