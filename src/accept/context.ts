@@ -1,0 +1,101 @@
+/**
+ * Per-request state carried through the pipeline. A plain class with fields
+ * (no closures) so that the hot path allocates one object per request.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
+import type { ClassPolicy, RoutePolicy } from '../policy/types.js';
+
+export type InboundRequest = IncomingMessage | Http2ServerRequest;
+export type InboundResponse = ServerResponse | Http2ServerResponse;
+
+/** How a request ended; also the `sluice.outcome` span attribute and metric label. */
+export type Outcome =
+  | 'forwarded'
+  | 'rate_limited'
+  | 'shed'
+  | 'queue_full'
+  | 'queue_timeout'
+  | 'upstream_error'
+  | 'upstream_timeout'
+  | 'client_abort'
+  | 'no_route'
+  | 'rejected';
+
+let nextId = 1;
+
+/** Peer addresses of an HTTP/2 session, hung on the session by the listener (see Replay in server.ts). */
+export const kPeer = Symbol('sluice.peer');
+export interface Peer {
+  remoteAddress: string;
+  localAddress: string;
+  localPort: number;
+}
+
+/** Address of the TCP peer, for HTTP/1.1 and HTTP/2 alike. */
+export function peerOf(req: InboundRequest): string {
+  const stream = (req as Http2ServerRequest).stream as { session?: { [kPeer]?: Peer } } | undefined;
+  const p = stream?.session?.[kPeer];
+  const a = p ? p.remoteAddress : (req.socket?.remoteAddress ?? '');
+  return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
+}
+
+export class RequestContext {
+  readonly id = nextId++;
+  /** performance.now() at arrival. */
+  readonly start: number;
+  readonly method: string;
+  /** Path without the query string. */
+  readonly path: string;
+  /** Host without port, lower case. */
+  readonly host: string;
+  route: RoutePolicy | undefined;
+  klass: ClassPolicy | undefined;
+  /** TCP peer address (a proxy in front of sluice, or the client). */
+  readonly peer: string;
+  /** Client address after trustedProxies are applied. */
+  clientIp = '';
+  /** Decided by classification; shown by explain. */
+  rule = '';
+  queuedAt = 0;
+  dequeuedAt = 0;
+  upstreamStart = 0;
+  upstreamHeadersAt = 0;
+  outcome: Outcome | undefined;
+  status = 0;
+  /** Claims of a verified JWT, when identity is configured and the token checks out. */
+  claims: Record<string, unknown> | undefined;
+
+  constructor(
+    readonly req: InboundRequest,
+    readonly res: InboundResponse,
+    now: number,
+  ) {
+    this.start = now;
+    this.method = req.method ?? 'GET';
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    this.path = q === -1 ? url : url.slice(0, q);
+    this.host = hostOf(req);
+    this.peer = peerOf(req);
+  }
+
+  get queueMs(): number {
+    return this.dequeuedAt > 0 ? this.dequeuedAt - this.queuedAt : 0;
+  }
+
+  get upstreamMs(): number {
+    return this.upstreamHeadersAt > 0 ? this.upstreamHeadersAt - this.upstreamStart : 0;
+  }
+}
+
+/** :authority (HTTP/2) or Host (HTTP/1.1), without port, lower case. */
+export function hostOf(req: InboundRequest): string {
+  const h = (req.headers[':authority'] as string | undefined) ?? req.headers.host ?? '';
+  if (h.startsWith('[')) {
+    const end = h.indexOf(']');
+    return h.slice(0, end + 1).toLowerCase();
+  }
+  const colon = h.indexOf(':');
+  return (colon === -1 ? h : h.slice(0, colon)).toLowerCase();
+}

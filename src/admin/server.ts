@@ -1,0 +1,52 @@
+/**
+ * Admin listener (loopback by default): health, status, metrics and reload.
+ * Kept apart from the proxy port so that it can never be reached through a route.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+
+export interface AdminHandlers {
+  status(): unknown;
+  /** Prometheus text exposition; undefined until metrics are configured. */
+  metrics?(): Promise<string>;
+  reload(): Promise<{ ok: true; summary: string } | { ok: false; errors: string[] }>;
+}
+
+function send(res: ServerResponse, status: number, type: string, body: string): void {
+  res.writeHead(status, { 'content-type': type, 'content-length': Buffer.byteLength(body), 'cache-control': 'no-store' });
+  res.end(body);
+}
+
+export function createAdminServer(h: AdminHandlers): Server {
+  return createServer((req: IncomingMessage, res: ServerResponse) => {
+    const path = (req.url ?? '/').split('?')[0];
+    const route = `${req.method} ${path}`;
+    req.resume();
+    switch (route) {
+      case 'GET /healthz':
+      case 'HEAD /healthz':
+        send(res, 200, 'text/plain; charset=utf-8', 'ok\n');
+        return;
+      case 'GET /status':
+        send(res, 200, 'application/json', `${JSON.stringify(h.status(), null, 2)}\n`);
+        return;
+      case 'GET /metrics':
+        if (!h.metrics) {
+          send(res, 404, 'text/plain; charset=utf-8', 'metrics not enabled\n');
+          return;
+        }
+        h.metrics().then(
+          (text) => send(res, 200, 'text/plain; version=0.0.4; charset=utf-8', text),
+          (err: Error) => send(res, 500, 'text/plain; charset=utf-8', `${err.message}\n`),
+        );
+        return;
+      case 'POST /reload':
+        h.reload().then(
+          (r) => send(res, r.ok ? 200 : 400, 'application/json', `${JSON.stringify(r)}\n`),
+          (err: Error) => send(res, 500, 'application/json', `${JSON.stringify({ ok: false, errors: [err.message] })}\n`),
+        );
+        return;
+      default:
+        send(res, 404, 'text/plain; charset=utf-8', 'not found: try /healthz, /status, /metrics, POST /reload\n');
+    }
+  });
+}

@@ -1,0 +1,114 @@
+#!/usr/bin/env node
+/** sluice command line: serve, check, explain, demo (see CONTRACT.md). */
+import { parseArgs } from 'node:util';
+import { loadPolicyFile, formatIssue } from './policy/load.js';
+import { Sluice, PolicyLoadError, summarize } from './main.js';
+import { createLogger, LOG_LEVELS } from './telemetry/log.js';
+import { explain } from './explain.js';
+
+const USAGE = `usage:
+  sluice serve --config FILE [--port N] [--admin-port N] [--log-level LEVEL]
+  sluice check --config FILE
+  sluice explain --config FILE [--method M] [--path P] [-H 'Name: value']... [--ip ADDR] [--json]
+  sluice demo [--duration SECONDS] [--no-html]`;
+
+function fail(msg: string, code = 1): never {
+  process.stderr.write(`${msg}\n`);
+  process.exit(code);
+}
+
+function port(v: string | undefined, name: string): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) fail(`${name}: expected a port 0-65535, got ${JSON.stringify(v)}`, 2);
+  return n;
+}
+
+async function serve(argv: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      config: { type: 'string', short: 'c' },
+      port: { type: 'string' },
+      'admin-port': { type: 'string' },
+      'log-level': { type: 'string', default: 'info' },
+    },
+  });
+  if (!values.config) fail(`serve: --config FILE is required\n${USAGE}`, 2);
+  const level = values['log-level'] as (typeof LOG_LEVELS)[number];
+  if (!LOG_LEVELS.includes(level)) fail(`--log-level: expected one of ${LOG_LEVELS.join(', ')}`, 2);
+  const log = createLogger(level);
+  let sluice: Sluice;
+  try {
+    sluice = await Sluice.fromFile(values.config, {
+      port: port(values.port, '--port'),
+      adminPort: port(values['admin-port'], '--admin-port'),
+      log,
+    } as never);
+  } catch (err) {
+    if (err instanceof PolicyLoadError) fail(err.errors.join('\n'));
+    throw err;
+  }
+  let addrs;
+  try {
+    addrs = await sluice.start();
+  } catch (err) {
+    fail(`cannot listen: ${(err as Error).message}`);
+  }
+  process.stdout.write(
+    `sluice listening on http://${fmtHost(addrs.proxy.host)}:${addrs.proxy.port} admin http://${fmtHost(addrs.admin.host)}:${addrs.admin.port}\n`,
+  );
+  const stop = (signal: string): void => {
+    log.info({ signal }, 'shutting down');
+    sluice.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, 'shutdown failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => void sluice.reload());
+}
+
+function fmtHost(h: string): string {
+  return h.includes(':') ? `[${h}]` : h;
+}
+
+async function check(argv: string[]): Promise<void> {
+  const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' } } });
+  if (!values.config) fail(`check: --config FILE is required\n${USAGE}`, 2);
+  const r = await loadPolicyFile(values.config);
+  if (!r.ok) fail(r.issues.map(formatIssue).join('\n'));
+  process.stdout.write(`ok ${values.config}: ${summarize(r.policy)}\n`);
+}
+
+async function main(): Promise<void> {
+  const [cmd, ...rest] = process.argv.slice(2);
+  switch (cmd) {
+    case 'serve':
+      return serve(rest);
+    case 'check':
+      return check(rest);
+    case 'explain':
+      return explain(rest, fail);
+    case 'demo': {
+      const { runDemo } = await import('./demo/run.js');
+      return runDemo(rest);
+    }
+    case '--help':
+    case '-h':
+    case 'help':
+      process.stdout.write(`${USAGE}\n`);
+      return;
+    default:
+      fail(USAGE, 2);
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`sluice: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,60 @@
+/** `sluice explain`: which route, upstream and class a described request would get, and why. */
+import { parseArgs } from 'node:util';
+import { loadPolicyFile, formatIssue } from './policy/load.js';
+import { RequestContext, type InboundRequest, type InboundResponse } from './accept/context.js';
+import { Runtime } from './pipeline.js';
+
+export async function explain(argv: string[], fail: (msg: string, code?: number) => never): Promise<void> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      config: { type: 'string', short: 'c' },
+      method: { type: 'string', default: 'GET' },
+      path: { type: 'string', default: '/' },
+      header: { type: 'string', short: 'H', multiple: true, default: [] },
+      ip: { type: 'string', default: '127.0.0.1' },
+      json: { type: 'boolean', default: false },
+    },
+  });
+  if (!values.config) fail('explain: --config FILE is required', 2);
+  const r = await loadPolicyFile(values.config);
+  if (!r.ok) fail(r.issues.map(formatIssue).join('\n'));
+
+  const headers: Record<string, string> = {};
+  for (const h of values.header) {
+    const i = h.indexOf(':');
+    if (i <= 0) fail(`-H: expected 'Name: value', got ${JSON.stringify(h)}`, 2);
+    const name = h.slice(0, i).trim().toLowerCase();
+    const value = h.slice(i + 1).trim();
+    headers[name] = headers[name] !== undefined ? `${headers[name]}, ${value}` : value;
+  }
+  headers.host ??= 'localhost';
+  const req = { method: values.method.toUpperCase(), url: values.path, headers, socket: { remoteAddress: values.ip } };
+  const ctx = new RequestContext(req as unknown as InboundRequest, {} as InboundResponse, 0);
+  const rt = new Runtime(r.policy, undefined);
+  const d = await rt.decide(ctx);
+  const out = {
+    request: { method: ctx.method, path: values.path, host: ctx.host, clientIp: ctx.clientIp || values.ip },
+    route: ctx.route?.name ?? null,
+    upstream: ctx.route?.upstream.name ?? null,
+    targets: ctx.route?.upstream.targets.map((t) => t.url) ?? [],
+    class: d?.klass.name ?? null,
+    priority: d?.klass.priority ?? null,
+    rule: d ? d.rule : 'no route matched: the request would get 404',
+    identity: ctx.claims ? { verified: true, claims: ctx.claims } : rt.identity ? { verified: false } : undefined,
+  };
+  rt.close();
+  if (values.json) {
+    process.stdout.write(`${JSON.stringify(out)}\n`);
+    return;
+  }
+  const lines = [
+    `request:  ${out.request.method} ${out.request.host}${out.request.path} from ${out.request.clientIp}`,
+    `route:    ${out.route ?? '(none: 404)'}`,
+    `upstream: ${out.upstream ?? '-'}${out.targets.length ? ` (${out.targets.join(', ')})` : ''}`,
+    `class:    ${out.class ?? '-'}${out.priority !== null ? ` (priority ${out.priority})` : ''}`,
+    `rule:     ${out.rule}`,
+  ];
+  if (out.identity) lines.push(`identity: ${out.identity.verified ? 'verified JWT' : 'no valid token'}`);
+  process.stdout.write(`${lines.join('\n')}\n`);
+}

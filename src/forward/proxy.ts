@@ -1,0 +1,176 @@
+/**
+ * Forwarding through http2-proxy. One call per request; the returned promise
+ * settles exactly once, when the response has finished, failed, or the client
+ * went away, so the caller can release the request's permit in one place.
+ */
+import { request, type ClientRequest, type IncomingMessage, type RequestOptions, type OutgoingHttpHeaders } from 'node:http';
+import type { Socket } from 'node:net';
+import proxy from 'http2-proxy';
+import { ProxyError } from '../errors.js';
+import type { Clock, TimerHandle } from '../clock.js';
+import type { InboundRequest, InboundResponse, RequestContext } from '../accept/context.js';
+import type { PooledTarget, UpstreamPool } from './pool.js';
+import { addForwardedHeaders } from './headers.js';
+
+/** Hooks other stages attach to the forwarding of one request (tracing, shaping). */
+export interface ForwardHooks {
+  /** Called with the headers going upstream, e.g. to inject traceparent. */
+  onUpstreamHeaders?(ctx: RequestContext, headers: OutgoingHttpHeaders): void;
+  /** Returns the stream the response body is piped through (bandwidth shaping); identity when absent. */
+  responseBody?(ctx: RequestContext, body: IncomingMessage): NodeJS.ReadableStream;
+}
+
+export interface ForwardOptions {
+  clock: Clock;
+  /** Whether the peer socket address is a trusted proxy (its X-Forwarded-* are kept). */
+  peerTrusted(ctx: RequestContext): boolean;
+  hooks: ForwardHooks;
+}
+
+const kState = Symbol('sluice.forward');
+
+/** Per-attempt state, hung on the inbound request so the hooks below need no closures. */
+interface Attempt {
+  ctx: RequestContext;
+  member: PooledTarget;
+  pool: UpstreamPool;
+  opts: ForwardOptions;
+  timer: TimerHandle | undefined;
+  upstreamReq: ClientRequest | undefined;
+}
+
+type WithState = InboundRequest & { [kState]?: Attempt };
+
+const IDEMPOTENT_NO_BODY = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+function onReq(req: InboundRequest, options: RequestOptions): ClientRequest {
+  const a = (req as WithState)[kState]!;
+  const headers = (options.headers ??= {}) as OutgoingHttpHeaders;
+  options.agent = a.member.agent;
+  addForwardedHeaders(headers, a.ctx, a.opts.peerTrusted(a.ctx));
+  a.opts.hooks.onUpstreamHeaders?.(a.ctx, headers);
+  const up = request(options);
+  a.upstreamReq = up;
+  a.ctx.upstreamStart = a.opts.clock.now();
+  const up2 = a.pool.upstream;
+  // A fresh connection must be made within connectTimeout; the whole exchange must
+  // produce response headers within timeout. One timer, re-armed on connect.
+  const first = Math.min(up2.connectTimeoutMs, up2.timeoutMs);
+  a.timer = a.opts.clock.setTimer(() => onDeadline(a, first === up2.timeoutMs), first);
+  up.once('socket', onSocket);
+  return up;
+}
+
+function onSocket(this: ClientRequest, socket: Socket): void {
+  if (socket.connecting) socket.once('connect', onConnect.bind(this));
+  else onConnect.call(this);
+}
+
+function onConnect(this: ClientRequest): void {
+  const a = findAttempt(this);
+  if (!a || a.ctx.upstreamHeadersAt > 0) return;
+  const u = a.pool.upstream;
+  if (u.connectTimeoutMs >= u.timeoutMs) return;
+  a.timer?.cancel();
+  const left = Math.max(0, u.timeoutMs - (a.opts.clock.now() - a.ctx.upstreamStart));
+  a.timer = a.opts.clock.setTimer(() => onDeadline(a, true), left);
+}
+
+function findAttempt(up: ClientRequest): Attempt | undefined {
+  return (up as ClientRequest & { [kState]?: Attempt })[kState];
+}
+
+function onDeadline(a: Attempt, headersDeadline: boolean): void {
+  a.timer = undefined;
+  const u = a.pool.upstream;
+  const err = headersDeadline
+    ? new ProxyError('UPSTREAM_TIMEOUT', `upstream '${u.name}' sent no response headers within ${u.timeoutMs} ms`, {
+        className: a.ctx.klass?.name,
+      })
+    : new ProxyError('UPSTREAM_UNREACHABLE', `connect to ${a.member.target.url} timed out after ${u.connectTimeoutMs} ms`, {
+        className: a.ctx.klass?.name,
+      });
+  a.upstreamReq?.destroy(err);
+}
+
+function onRes(req: InboundRequest, res: InboundResponse, proxyRes: IncomingMessage): void {
+  const a = (req as WithState)[kState]!;
+  a.timer?.cancel();
+  a.timer = undefined;
+  const ctx = a.ctx;
+  ctx.upstreamHeadersAt = a.opts.clock.now();
+  ctx.status = proxyRes.statusCode ?? 502;
+  const headers = proxyRes.headers as Record<string, string | string[] | undefined>;
+  const timing = `queue;dur=${ctx.queueMs.toFixed(1)}, upstream;dur=${ctx.upstreamMs.toFixed(1)}`;
+  const prior = headers['server-timing'];
+  headers['server-timing'] = prior ? `${prior}, ${timing}` : timing;
+  (res as { writeHead(s: number, h: object): unknown }).writeHead(ctx.status, headers);
+  const body = a.opts.hooks.responseBody ? a.opts.hooks.responseBody(ctx, proxyRes) : proxyRes;
+  if (proxyRes.trailers && res.addTrailers) proxyRes.once('end', () => res.addTrailers(proxyRes.trailers));
+  body.pipe(res as NodeJS.WritableStream);
+}
+
+function mapError(err: unknown, ctx: RequestContext, target: string, upstream: string): ProxyError {
+  if (err instanceof ProxyError) return err;
+  const e = err as NodeJS.ErrnoException & { connectedSocket?: boolean };
+  const className = ctx.klass?.name;
+  if (!e.connectedSocket || ['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN'].includes(e.code ?? '')) {
+    return new ProxyError('UPSTREAM_UNREACHABLE', `upstream '${upstream}' (${target}) unreachable: ${e.code ?? e.message}`, {
+      className,
+      cause: err,
+    });
+  }
+  return new ProxyError('UPSTREAM_RESET', `upstream '${upstream}' (${target}) failed: ${e.code ?? e.message}`, {
+    className,
+    cause: err,
+  });
+}
+
+export function clientGone(ctx: RequestContext): boolean {
+  const res = ctx.res;
+  return (res.destroyed && !res.writableFinished) || (ctx.req as { aborted?: boolean }).aborted === true;
+}
+
+/**
+ * Forwards one request. Resolves with the outcome; never rejects. Errors before
+ * response headers are returned as a ProxyError for the caller to answer.
+ */
+export async function forward(ctx: RequestContext, pool: UpstreamPool, opts: ForwardOptions): Promise<ProxyError | undefined> {
+  for (let attempt = 0; ; attempt++) {
+    const member = pool.pick();
+    const a: Attempt = { ctx, member, pool, opts, timer: undefined, upstreamReq: undefined };
+    (ctx.req as WithState)[kState] = a;
+    try {
+      await proxy.web(ctx.req as never, ctx.res as never, {
+        hostname: member.target.hostname,
+        port: member.target.port,
+        onReq: onReqTagged as never,
+        onRes: onRes as never,
+      });
+      return undefined;
+    } catch (err) {
+      if (clientGone(ctx)) return undefined;
+      const e = err as { reusedSocket?: boolean; code?: string };
+      // A pooled socket the backend closed while idle: safe to try once more if nothing was sent or received.
+      if (
+        attempt === 0 &&
+        e.reusedSocket &&
+        e.code === 'ECONNRESET' &&
+        !ctx.res.headersSent &&
+        IDEMPOTENT_NO_BODY.has(ctx.method)
+      ) {
+        continue;
+      }
+      return mapError(err, ctx, member.target.url, pool.upstream.name);
+    } finally {
+      a.timer?.cancel();
+      (ctx.req as WithState)[kState] = undefined;
+    }
+  }
+}
+
+function onReqTagged(req: InboundRequest, options: RequestOptions): ClientRequest {
+  const up = onReq(req, options);
+  (up as ClientRequest & { [kState]?: Attempt })[kState] = (req as WithState)[kState];
+  return up;
+}

@@ -1,0 +1,133 @@
+/**
+ * Wiring: a policy file → listener, pipeline and admin server, with reload
+ * and graceful shutdown. The CLI and the tests drive sluice through this.
+ */
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { systemClock, type Clock } from './clock.js';
+import { loadPolicyFile, formatIssue } from './policy/load.js';
+import type { Policy } from './policy/types.js';
+import { Listener } from './accept/server.js';
+import { createAdminServer } from './admin/server.js';
+import { Pipeline } from './pipeline.js';
+import { silentLogger, type Logger } from './telemetry/log.js';
+
+export interface SluiceOptions {
+  /** Overrides policy listen.port (0: ephemeral). */
+  port?: number;
+  /** Overrides policy admin.port (0: ephemeral). */
+  adminPort?: number;
+  log?: Logger;
+  clock?: Clock;
+}
+
+export interface Addresses {
+  proxy: { host: string; port: number };
+  admin: { host: string; port: number };
+}
+
+export function summarize(p: Policy): string {
+  return `${p.upstreams.size} upstream(s), ${p.routes.length} route(s), ${p.classes.length} class(es), default class '${p.defaultClass.name}'`;
+}
+
+export class Sluice {
+  readonly pipeline: Pipeline;
+  private readonly listener: Listener;
+  private readonly admin: Server;
+  private readonly log: Logger;
+  private policy: Policy;
+  private stopping: Promise<void> | undefined;
+
+  private constructor(policy: Policy, private readonly opts: SluiceOptions) {
+    this.policy = policy;
+    this.log = opts.log ?? silentLogger;
+    this.pipeline = new Pipeline(policy, { clock: opts.clock ?? systemClock, log: this.log });
+    this.listener = new Listener(
+      { request: this.pipeline.handle, upgrade: this.pipeline.upgrade },
+      { maxHeaderSize: policy.limits.maxHeaderSize },
+      this.log,
+    );
+    this.admin = createAdminServer({
+      status: () => this.status(),
+      reload: () => this.reload(),
+    });
+  }
+
+  static async fromFile(file: string, opts: SluiceOptions = {}): Promise<Sluice> {
+    const r = await loadPolicyFile(file);
+    if (!r.ok) throw new PolicyLoadError(r.issues.map(formatIssue));
+    return new Sluice(r.policy, opts);
+  }
+
+  static fromPolicy(policy: Policy, opts: SluiceOptions = {}): Sluice {
+    return new Sluice(policy, opts);
+  }
+
+  async start(): Promise<Addresses> {
+    const p = this.policy;
+    const proxy = await this.listener.listen(this.opts.port ?? p.listen.port, p.listen.host);
+    const admin = await new Promise<{ host: string; port: number }>((resolve, reject) => {
+      this.admin.once('error', reject);
+      this.admin.listen(this.opts.adminPort ?? p.admin.port, p.admin.host, () => {
+        const a = this.admin.address() as AddressInfo;
+        resolve({ host: a.address, port: a.port });
+      });
+    });
+    return { proxy, admin };
+  }
+
+  status(): unknown {
+    const s = this.pipeline.scheduler.status();
+    return { policy: this.policy.source, ...s };
+  }
+
+  /** Re-reads the policy file. Invalid: the old policy keeps serving. */
+  async reload(): Promise<{ ok: true; summary: string } | { ok: false; errors: string[] }> {
+    const r = await loadPolicyFile(this.policy.source);
+    if (!r.ok) {
+      const errors = r.issues.map(formatIssue);
+      this.log.error({ errors }, 'policy reload rejected; keeping the current policy');
+      return { ok: false, errors };
+    }
+    this.policy = r.policy;
+    this.pipeline.apply(r.policy);
+    const summary = summarize(r.policy);
+    this.log.info({ summary }, 'policy reloaded');
+    return { ok: true, summary };
+  }
+
+  /**
+   * Graceful stop: stop accepting, let in-flight and queued work finish within
+   * the grace period, answer what is left with 503, close everything. Runs once.
+   */
+  stop(graceMs = this.policy.shutdown.graceMs): Promise<void> {
+    this.stopping ??= this.doStop(graceMs);
+    return this.stopping;
+  }
+
+  private async doStop(graceMs: number): Promise<void> {
+    const closed = this.listener.stopAccepting();
+    this.listener.closeIdle();
+    const deadline = Date.now() + graceMs;
+    while (Date.now() < deadline) {
+      const s = this.pipeline.scheduler.status();
+      if (s.inFlight === 0 && s.queued === 0) break;
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    this.pipeline.scheduler.rejectAll('SHUTTING_DOWN', 'sluice is shutting down');
+    this.listener.closeIdle();
+    await new Promise((r) => setTimeout(r, 10));
+    this.listener.destroyAll();
+    await closed;
+    await new Promise<void>((r) => this.admin.close(() => r()));
+    this.admin.closeAllConnections();
+    this.pipeline.runtime.close();
+  }
+}
+
+export class PolicyLoadError extends Error {
+  constructor(readonly errors: string[]) {
+    super(errors.join('\n'));
+    this.name = 'PolicyLoadError';
+  }
+}

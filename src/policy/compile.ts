@@ -1,0 +1,301 @@
+/**
+ * Semantic checks and defaults: what a JSON schema cannot say (units, references,
+ * unique names, regexes, CIDRs, reserves) and the resolved, frozen `Policy`.
+ */
+import type { RawPolicy, RawClass, RawUpstream, RawValueMatcher, RawClassMatch } from './schema.js';
+import type { ClassPolicy, Policy, RoutePolicy, UpstreamPolicy, RateLimitPolicy, BandwidthPolicy, Target } from './types.js';
+import { parseCidr, parseDuration, parseRate, parseSize, type Cidr } from './units.js';
+import type { PolicyIssue, Positions, LoadResult } from './load.js';
+import { referencedPath } from './files.js';
+
+type Path = (string | number)[];
+
+const DEFAULTS = {
+  listen: { host: '127.0.0.1', port: 8080 },
+  admin: { host: '127.0.0.1', port: 9901 },
+  upstreamTimeout: '30s',
+  connectTimeout: '5s',
+  keepAlive: { maxSockets: 256, maxFreeSockets: 64, idleTimeout: '30s' },
+  queue: { size: 1000, timeout: '5s' },
+  maxHeaderSize: 16 * 1024,
+  maxQueued: 10_000,
+  shutdownGrace: '30s',
+  implicitClass: 'default',
+} as const;
+
+class Checker {
+  readonly issues: PolicyIssue[] = [];
+  constructor(private readonly pos: Positions) {}
+
+  fail(path: Path, message: string, atKey = false): void {
+    this.issues.push(this.pos.issue(path, message, atKey));
+  }
+
+  duration(text: string | undefined, fallback: string, path: Path): number {
+    const v = parseDuration(text ?? fallback);
+    if (v === undefined) {
+      this.fail(path, `must be a duration such as 250ms, 5s or 1m, got ${JSON.stringify(text)}`);
+      return 0;
+    }
+    return v;
+  }
+
+  size(text: string | number | undefined, path: Path): number | undefined {
+    if (text === undefined) return undefined;
+    const v = parseSize(text);
+    if (v === undefined) this.fail(path, `must be a size such as 64KiB or 1MiB, got ${JSON.stringify(text)}`);
+    return v;
+  }
+
+  rate(text: string | undefined, path: Path): number | undefined {
+    if (text === undefined) return undefined;
+    const v = parseRate(text);
+    if (v === undefined) this.fail(path, `must be a rate such as 1MiB/s, got ${JSON.stringify(text)}`);
+    return v;
+  }
+
+  cidrs(list: readonly string[] | undefined, path: Path): Cidr[] {
+    const out: Cidr[] = [];
+    (list ?? []).forEach((c, i) => {
+      const v = parseCidr(c);
+      if (v === undefined) this.fail([...path, i], `not an IP address or CIDR: ${JSON.stringify(c)}`);
+      else out.push(v);
+    });
+    return out;
+  }
+
+  regex(src: string, path: Path): void {
+    try {
+      new RegExp(src);
+    } catch (err) {
+      this.fail(path, `invalid regular expression: ${(err as Error).message}`);
+    }
+  }
+
+  valueMap(map: Record<string, RawValueMatcher> | undefined, path: Path): void {
+    for (const [k, v] of Object.entries(map ?? {})) {
+      if (typeof v === 'object' && !Array.isArray(v) && 'regex' in v) this.regex(v.regex, [...path, k, 'regex']);
+    }
+  }
+
+  unique(names: readonly string[], path: (i: number) => Path, what: string): void {
+    const seen = new Map<string, number>();
+    names.forEach((n, i) => {
+      const first = seen.get(n);
+      if (first !== undefined) this.fail(path(i), `duplicate ${what} name '${n}' (first defined at index ${first})`);
+      else seen.set(n, i);
+    });
+  }
+}
+
+function compileTarget(url: string, c: Checker, path: Path): Target {
+  try {
+    const u = new URL(url);
+    const port = u.port === '' ? 80 : Number(u.port);
+    return Object.freeze({ url: `http://${u.host}`, hostname: u.hostname.replace(/^\[|\]$/g, ''), port });
+  } catch {
+    c.fail(path, `not a valid http://HOST:PORT target: ${JSON.stringify(url)}`);
+    return { url, hostname: '', port: 0 };
+  }
+}
+
+function compileUpstream(u: RawUpstream, i: number, c: Checker): UpstreamPolicy {
+  const p: Path = ['upstreams', i];
+  const ka = u.keepAlive ?? {};
+  return Object.freeze({
+    name: u.name,
+    targets: Object.freeze(u.targets.map((t, j) => compileTarget(t, c, [...p, 'targets', j]))),
+    maxConcurrent: u.maxConcurrent ?? Infinity,
+    timeoutMs: c.duration(u.timeout, DEFAULTS.upstreamTimeout, [...p, 'timeout']),
+    connectTimeoutMs: c.duration(u.connectTimeout, DEFAULTS.connectTimeout, [...p, 'connectTimeout']),
+    keepAlive: Object.freeze({
+      maxSockets: ka.maxSockets ?? DEFAULTS.keepAlive.maxSockets,
+      maxFreeSockets: ka.maxFreeSockets ?? DEFAULTS.keepAlive.maxFreeSockets,
+      idleTimeoutMs: c.duration(ka.idleTimeout, DEFAULTS.keepAlive.idleTimeout, [...p, 'keepAlive', 'idleTimeout']),
+    }),
+  });
+}
+
+function checkClassMatch(m: RawClassMatch | undefined, c: Checker, p: Path): void {
+  if (!m) return;
+  c.valueMap(m.headers, [...p, 'headers']);
+  c.valueMap(m.cookies, [...p, 'cookies']);
+  c.valueMap(m.query, [...p, 'query']);
+  c.valueMap(m.jwtClaims, [...p, 'jwtClaims']);
+  if (m.pathRegex !== undefined) c.regex(m.pathRegex, [...p, 'pathRegex']);
+  c.cidrs(m.clientIp, [...p, 'clientIp']);
+}
+
+function compileRateLimit(r: RawClass['rateLimit'], c: Checker, p: Path): RateLimitPolicy | undefined {
+  if (!r) return undefined;
+  return Object.freeze({
+    rate: r.rate,
+    perMs: c.duration(r.per, '1s', [...p, 'per']),
+    burst: r.burst ?? Math.max(1, Math.ceil(r.rate)),
+    key: r.key ?? 'ip',
+    onLimit: r.onLimit ?? 'reject',
+    ...(r.store ? { store: Object.freeze({ redis: r.store.redis, failClosed: r.store.failClosed ?? false }) } : {}),
+  });
+}
+
+function compileBandwidth(b: RawClass['bandwidth'], c: Checker, p: Path): BandwidthPolicy | undefined {
+  if (!b) return undefined;
+  const burst = c.size(b.burst, [...p, 'burst']);
+  return Object.freeze({
+    download: c.rate(b.download, [...p, 'download']),
+    upload: c.rate(b.upload, [...p, 'upload']),
+    perRequest: Object.freeze({
+      download: c.rate(b.perRequest?.download, [...p, 'perRequest', 'download']),
+      upload: c.rate(b.perRequest?.upload, [...p, 'perRequest', 'upload']),
+    }),
+    ...(burst !== undefined ? { burst } : {}),
+  });
+}
+
+function compileClass(k: RawClass, i: number, c: Checker): ClassPolicy {
+  const p: Path = ['classes', i];
+  checkClassMatch(k.match, c, [...p, 'match']);
+  const rateLimit = compileRateLimit(k.rateLimit, c, [...p, 'rateLimit']);
+  const bandwidth = compileBandwidth(k.bandwidth, c, [...p, 'bandwidth']);
+  return Object.freeze({
+    name: k.name,
+    index: i,
+    priority: k.priority ?? 0,
+    weight: k.weight ?? 1,
+    match: k.match ? Object.freeze(k.match) : undefined,
+    concurrency: k.concurrency ?? Infinity,
+    reserve: k.reserve ?? 0,
+    queue: Object.freeze({
+      size: k.queue?.size ?? DEFAULTS.queue.size,
+      timeoutMs: c.duration(k.queue?.timeout, DEFAULTS.queue.timeout, [...p, 'queue', 'timeout']),
+    }),
+    ...(rateLimit ? { rateLimit } : {}),
+    ...(bandwidth ? { bandwidth } : {}),
+  });
+}
+
+export function compilePolicy(raw: RawPolicy, file: string, pos: Positions, files: ReadonlyMap<string, string>): LoadResult {
+  const c = new Checker(pos);
+
+  c.unique(raw.upstreams.map((u) => u.name), (i) => ['upstreams', i, 'name'], 'upstream');
+  const upstreams = new Map<string, UpstreamPolicy>();
+  raw.upstreams.forEach((u, i) => {
+    if (!upstreams.has(u.name)) upstreams.set(u.name, compileUpstream(u, i, c));
+  });
+
+  const routeNames = raw.routes.map((r, i) => r.name ?? `route-${i}`);
+  c.unique(routeNames, (i) => ['routes', i, 'name'], 'route');
+  const routes: RoutePolicy[] = [];
+  raw.routes.forEach((r, i) => {
+    const upstream = upstreams.get(r.upstream);
+    if (!upstream) {
+      const known = [...upstreams.keys()].join(', ');
+      c.fail(['routes', i, 'upstream'], `no upstream named '${r.upstream}' (upstreams: ${known})`);
+      return;
+    }
+    c.valueMap(r.match?.headers, ['routes', i, 'match', 'headers']);
+    routes.push(Object.freeze({ name: routeNames[i]!, index: i, match: Object.freeze(r.match ?? {}), upstream }));
+  });
+
+  const rawClasses = raw.classes ?? [];
+  c.unique(rawClasses.map((k) => k.name), (i) => ['classes', i, 'name'], 'class');
+  let classes = rawClasses.map((k, i) => compileClass(k, i, c));
+  let defaultClass: ClassPolicy | undefined;
+  if (classes.length === 0) {
+    if (raw.defaultClass !== undefined && raw.defaultClass !== DEFAULTS.implicitClass) {
+      c.fail(['defaultClass'], `no class named '${raw.defaultClass}': no classes are defined`);
+    }
+    defaultClass = compileClass({ name: DEFAULTS.implicitClass }, 0, c);
+    classes = [defaultClass];
+  } else if (raw.defaultClass === undefined) {
+    c.fail([], "missing required key 'defaultClass' (required when classes are defined)");
+  } else {
+    defaultClass = classes.find((k) => k.name === raw.defaultClass);
+    if (!defaultClass) {
+      c.fail(['defaultClass'], `no class named '${raw.defaultClass}' (classes: ${classes.map((k) => k.name).join(', ')})`);
+    }
+  }
+
+  // Reserved slots come out of every upstream's maxConcurrent; at least one must stay shared.
+  const reserved = classes.reduce((s, k) => s + k.reserve, 0);
+  if (reserved > 0) {
+    for (const [i, u] of raw.upstreams.entries()) {
+      if (u.maxConcurrent === undefined) continue;
+      if (reserved >= u.maxConcurrent) {
+        const at = rawClasses.findIndex((k) => (k.reserve ?? 0) > 0);
+        c.fail(
+          ['classes', at, 'reserve'],
+          `class reserves sum to ${reserved}, which leaves no shared slot of upstream '${u.name}' (maxConcurrent ${u.maxConcurrent}, index ${i})`,
+        );
+      }
+    }
+  }
+
+  c.cidrs(raw.trustedProxies, ['trustedProxies']);
+  const trustedProxies = [...(raw.trustedProxies ?? [])];
+  const maxHeaderSize = c.size(raw.limits?.maxHeaderSize, ['limits', 'maxHeaderSize']) ?? DEFAULTS.maxHeaderSize;
+  const maxBodySize = c.size(raw.limits?.maxBodySize, ['limits', 'maxBodySize']) ?? Infinity;
+
+  let identity: Policy['identity'];
+  if (raw.identity?.jwt) {
+    const j = raw.identity.jwt;
+    const sources = [j.secret, j.secretFile, j.jwksFile].filter((s) => s !== undefined).length;
+    if (sources !== 1) c.fail(['identity', 'jwt'], 'give exactly one of secret, secretFile or jwksFile');
+    (j.algorithms ?? []).forEach((a, i) => {
+      if (!/^(HS|RS|PS|ES)(256|384|512)$|^EdDSA$/.test(a)) c.fail(['identity', 'jwt', 'algorithms', i], `unknown JWT algorithm '${a}'`);
+    });
+    let secret = j.secret;
+    let jwks: { keys: unknown[] } | undefined;
+    if (j.secretFile !== undefined) {
+      const text = files.get(referencedPath(file, j.secretFile));
+      if (text === undefined) c.fail(['identity', 'jwt', 'secretFile'], `cannot read ${j.secretFile}`);
+      else secret = text.trim();
+    }
+    if (j.jwksFile !== undefined) {
+      const text = files.get(referencedPath(file, j.jwksFile));
+      if (text === undefined) c.fail(['identity', 'jwt', 'jwksFile'], `cannot read ${j.jwksFile}`);
+      else {
+        try {
+          const parsed = JSON.parse(text) as { keys?: unknown };
+          if (!Array.isArray(parsed.keys)) throw new Error('no "keys" list');
+          jwks = { keys: parsed.keys };
+        } catch (err) {
+          c.fail(['identity', 'jwt', 'jwksFile'], `${j.jwksFile} is not a JWKS: ${(err as Error).message}`);
+        }
+      }
+    }
+    identity = Object.freeze({
+      jwt: Object.freeze({
+        header: (j.header ?? 'authorization').toLowerCase(),
+        ...(j.cookie !== undefined ? { cookie: j.cookie } : {}),
+        ...(secret !== undefined ? { secret: new TextEncoder().encode(secret) } : {}),
+        ...(jwks !== undefined ? { jwks } : {}),
+        ...(j.issuer !== undefined ? { issuer: j.issuer } : {}),
+        ...(j.audience !== undefined ? { audience: j.audience } : {}),
+        ...(j.algorithms !== undefined ? { algorithms: Object.freeze([...j.algorithms]) } : {}),
+      }),
+    });
+  }
+
+  if (c.issues.length > 0 || !defaultClass) return { ok: false, issues: c.issues };
+
+  const policy: Policy = Object.freeze({
+    source: file,
+    listen: Object.freeze({ ...DEFAULTS.listen, ...raw.listen }),
+    admin: Object.freeze({ ...DEFAULTS.admin, ...raw.admin }),
+    trustedProxies: Object.freeze(trustedProxies),
+    ...(identity ? { identity } : {}),
+    limits: Object.freeze({
+      maxConcurrent: raw.limits?.maxConcurrent ?? Infinity,
+      maxQueued: raw.limits?.maxQueued ?? DEFAULTS.maxQueued,
+      maxHeaderSize,
+      maxBodySize,
+    }),
+    shutdown: Object.freeze({ graceMs: c.duration(raw.shutdown?.grace, DEFAULTS.shutdownGrace, ['shutdown', 'grace']) }),
+    upstreams,
+    routes: Object.freeze(routes),
+    classes: Object.freeze(classes),
+    defaultClass,
+  });
+  return { ok: true, policy };
+}

@@ -1,0 +1,400 @@
+/**
+ * The scheduler: strict priority between levels, start-time fair queuing by
+ * weight among the classes of one level, and caps that are never exceeded
+ * (class concurrency, upstream maxConcurrent with per-class reserves, a
+ * global cap). Queues are bounded; the oldest waiters time out; a full global
+ * queue sheds the newest waiter of the lowest priority for a higher arrival.
+ *
+ * Why not p-queue: it has one concurrency counter and one queue, while a
+ * request here needs three caps to agree (class, upstream, global), reserved
+ * slots, per-class bounds, shedding from the tail and O(1) cancellation.
+ * Its queueClass hook only orders tasks; it cannot say "this one may not run yet".
+ *
+ * Each upstream has its own set of class queues so that a full upstream never
+ * blocks a class's requests to another upstream (no head-of-line blocking).
+ */
+import { ProxyError } from '../errors.js';
+import type { Clock, TimerHandle } from '../clock.js';
+import type { ClassPolicy, Policy, UpstreamPolicy } from '../policy/types.js';
+import { Deque } from './deque.js';
+import { ClassState, UpstreamState, type RejectReason } from './state.js';
+
+export type { RejectReason } from './state.js';
+
+/** A request waiting for, or holding, a slot. The pipeline implements it. */
+export interface Job {
+  /** Called once when the job may proceed; the permit must be released exactly once. */
+  grant(permit: Permit): void;
+  /** Called once when the job will never get a slot. */
+  reject(err: ProxyError, reason: RejectReason): void;
+  /** Set by the scheduler while the job is queued. */
+  queueEntry?: Entry | undefined;
+}
+
+export class Entry {
+  cancelled = false;
+  constructor(
+    readonly job: Job,
+    readonly cls: ClassState,
+    readonly q: ClassQueue,
+    readonly enqueuedAt: number,
+    readonly deadline: number,
+  ) {}
+}
+
+/** The queue of one class at one upstream. */
+class ClassQueue {
+  readonly items = new Deque<Entry>();
+  live = 0;
+  /** Start-time fair queuing tag: virtual time at which this class is next due. */
+  vt = 0;
+  timer: TimerHandle | undefined;
+  constructor(
+    readonly cls: ClassState,
+    readonly up: UpstreamQueues,
+  ) {}
+}
+
+/** All queues of one upstream, grouped by priority level. */
+class UpstreamQueues {
+  readonly byClass = new Map<string, ClassQueue>();
+  /** Levels in ascending priority number (most important first). */
+  levels: { priority: number; queues: ClassQueue[]; vtime: number }[] = [];
+  constructor(readonly state: UpstreamState) {}
+
+  queueFor(cls: ClassState): ClassQueue {
+    let q = this.byClass.get(cls.policy.name);
+    if (!q) {
+      q = new ClassQueue(cls, this);
+      this.byClass.set(cls.policy.name, q);
+      this.relevel();
+    }
+    return q;
+  }
+
+  relevel(): void {
+    const levels = new Map<number, ClassQueue[]>();
+    for (const q of this.byClass.values()) {
+      const p = q.cls.policy.priority;
+      let l = levels.get(p);
+      if (!l) levels.set(p, (l = []));
+      l.push(q);
+    }
+    const old = new Map(this.levels.map((l) => [l.priority, l.vtime]));
+    this.levels = [...levels.entries()]
+      .sort((a, b) => a[0] - b[0])
+      .map(([priority, queues]) => ({ priority, queues, vtime: old.get(priority) ?? 0 }));
+  }
+}
+
+export class Permit {
+  private released = false;
+  constructor(
+    readonly cls: ClassState,
+    readonly up: UpstreamState,
+    readonly slot: 'shared' | 'reserved' | 'unlimited',
+    private readonly scheduler: Scheduler,
+  ) {}
+
+  /** Gives the slot back. Safe to call more than once; only the first call counts. */
+  release(): void {
+    if (this.released) return;
+    this.released = true;
+    this.scheduler.release(this);
+  }
+}
+
+export interface SchedulerStatus {
+  classes: {
+    name: string;
+    priority: number;
+    weight: number;
+    inFlight: number;
+    queued: number;
+    served: number;
+    rejected: Record<RejectReason, number>;
+  }[];
+  upstreams: { name: string; inFlight: number; maxConcurrent: number | null; queued: number }[];
+  inFlight: number;
+  queued: number;
+}
+
+export class Scheduler {
+  private readonly classes = new Map<string, ClassState>();
+  private readonly upstreams = new Map<string, UpstreamQueues>();
+  private inFlight = 0;
+  private queued = 0;
+  private maxConcurrent = Infinity;
+  private maxQueued = Infinity;
+
+  constructor(
+    policy: Policy,
+    private readonly clock: Clock,
+  ) {
+    this.update(policy);
+  }
+
+  /**
+   * Applies a new policy. Classes and upstreams that still exist keep their
+   * counters and queues; queued requests keep the deadline they were given.
+   */
+  update(policy: Policy): void {
+    this.maxConcurrent = policy.limits.maxConcurrent;
+    this.maxQueued = policy.limits.maxQueued;
+    for (const k of policy.classes) {
+      const s = this.classes.get(k.name);
+      if (s) s.policy = k;
+      else this.classes.set(k.name, new ClassState(k));
+    }
+    const reserves = new Map(policy.classes.filter((k) => k.reserve > 0).map((k) => [k.name, k.reserve]));
+    for (const u of policy.upstreams.values()) {
+      const s = this.upstreams.get(u.name);
+      if (s) {
+        s.state.policy = u;
+        s.state.sharedCapacity = UpstreamState.shared(u, reserves);
+        s.relevel();
+      } else {
+        this.upstreams.set(u.name, new UpstreamQueues(new UpstreamState(u, reserves)));
+      }
+    }
+    for (const u of this.upstreams.values()) this.dispatch(u);
+  }
+
+  classState(name: string): ClassState | undefined {
+    return this.classes.get(name);
+  }
+
+  /** Grants at once when a slot is free, else queues (or rejects when it cannot). */
+  submit(job: Job, klass: ClassPolicy, upstream: UpstreamPolicy): void {
+    const cls = this.classes.get(klass.name)!;
+    const uq = this.upstreams.get(upstream.name)!;
+    const q = uq.queueFor(cls);
+    if (q.live === 0 && this.inFlight < this.maxConcurrent && cls.hasRoom) {
+      const slot = this.slot(uq.state, cls);
+      if (slot) {
+        this.start(job, cls, uq.state, slot);
+        return;
+      }
+    }
+    this.enqueue(job, cls, q);
+  }
+
+  /** Removes a queued job (client went away). No callback is made. */
+  cancel(job: Job): void {
+    const e = job.queueEntry;
+    if (!e || e.cancelled) return;
+    this.unlink(e);
+  }
+
+  release(p: Permit): void {
+    p.cls.inFlight--;
+    p.up.inFlight--;
+    this.inFlight--;
+    if (p.slot === 'shared') p.up.sharedInUse--;
+    else if (p.slot === 'reserved') {
+      const n = p.up.reservedInUse.get(p.cls.policy.name) ?? 1;
+      p.up.reservedInUse.set(p.cls.policy.name, n - 1);
+    }
+    // The freed class or global slot may unblock waiters at other upstreams too.
+    const own = this.upstreams.get(p.up.policy.name);
+    if (own) this.dispatch(own);
+    if (this.queued > 0) for (const u of this.upstreams.values()) if (u !== own) this.dispatch(u);
+  }
+
+  /** Rejects everything queued (shutdown). */
+  rejectAll(code: 'SHUTTING_DOWN', detail: string): void {
+    for (const u of this.upstreams.values()) {
+      for (const q of u.byClass.values()) {
+        for (let e = q.items.shift(); e; e = q.items.shift()) {
+          if (e.cancelled) continue;
+          e.cancelled = true;
+          q.live--;
+          e.cls.queued--;
+          this.queued--;
+          e.job.queueEntry = undefined;
+          e.cls.rejected.shutting_down++;
+          e.job.reject(new ProxyError(code, detail, { className: e.cls.policy.name, retryAfterMs: 1000 }), 'shutting_down');
+        }
+        q.timer?.cancel();
+        q.timer = undefined;
+      }
+    }
+  }
+
+  status(): SchedulerStatus {
+    const upstreams = [...this.upstreams.values()].map((u) => {
+      let queued = 0;
+      for (const q of u.byClass.values()) queued += q.live;
+      return {
+        name: u.state.policy.name,
+        inFlight: u.state.inFlight,
+        maxConcurrent: Number.isFinite(u.state.policy.maxConcurrent) ? u.state.policy.maxConcurrent : null,
+        queued,
+      };
+    });
+    return {
+      classes: [...this.classes.values()].map((c) => ({
+        name: c.policy.name,
+        priority: c.policy.priority,
+        weight: c.policy.weight,
+        inFlight: c.inFlight,
+        queued: c.queued,
+        served: c.served,
+        rejected: { ...c.rejected },
+      })),
+      upstreams,
+      inFlight: this.inFlight,
+      queued: this.queued,
+    };
+  }
+
+  // ---- internals ----
+
+  private slot(up: UpstreamState, cls: ClassState): Permit['slot'] | undefined {
+    if (up.policy.maxConcurrent === Infinity) return 'unlimited';
+    return up.slotFor(cls);
+  }
+
+  private start(job: Job, cls: ClassState, up: UpstreamState, slot: Permit['slot']): void {
+    cls.inFlight++;
+    cls.served++;
+    up.inFlight++;
+    this.inFlight++;
+    if (slot === 'shared') up.sharedInUse++;
+    else if (slot === 'reserved') up.reservedInUse.set(cls.policy.name, (up.reservedInUse.get(cls.policy.name) ?? 0) + 1);
+    job.grant(new Permit(cls, up, slot, this));
+  }
+
+  private retryAfter(cls: ClassState): number {
+    return cls.drain.etaMs(cls.queued, this.clock.now(), cls.policy.queue.timeoutMs);
+  }
+
+  private reject(job: Job, cls: ClassState, code: 'QUEUE_FULL' | 'SHED' | 'QUEUE_TIMEOUT', reason: RejectReason, detail: string): void {
+    cls.rejected[reason]++;
+    job.reject(new ProxyError(code, detail, { className: cls.policy.name, retryAfterMs: this.retryAfter(cls) }), reason);
+  }
+
+  private enqueue(job: Job, cls: ClassState, q: ClassQueue): void {
+    const k = cls.policy;
+    if (cls.queued >= k.queue.size) {
+      this.reject(job, cls, 'QUEUE_FULL', 'queue_full', `queue of class '${k.name}' is full (${k.queue.size} waiting)`);
+      return;
+    }
+    if (this.queued >= this.maxQueued && !this.shedFor(k.priority)) {
+      this.reject(job, cls, 'QUEUE_FULL', 'queue_full', `all queues are full (${this.maxQueued} waiting)`);
+      return;
+    }
+    const now = this.clock.now();
+    const e = new Entry(job, cls, q, now, now + k.queue.timeoutMs);
+    if (q.live === 0) {
+      const level = q.up.levels.find((l) => l.priority === k.priority);
+      // A class that was idle rejoins at the current virtual time: it cannot bank credit while idle.
+      if (level) q.vt = Math.max(q.vt, level.vtime);
+    }
+    q.items.push(e);
+    q.live++;
+    cls.queued++;
+    this.queued++;
+    job.queueEntry = e;
+    if (!q.timer) this.armTimer(q, e.deadline - now);
+  }
+
+  /** Evicts the newest waiter of the lowest priority below `priority`. */
+  private shedFor(priority: number): boolean {
+    let victim: ClassQueue | undefined;
+    for (const u of this.upstreams.values()) {
+      for (let i = u.levels.length - 1; i >= 0; i--) {
+        const l = u.levels[i]!;
+        if (l.priority <= priority) break;
+        if (victim && l.priority < victim.cls.policy.priority) break;
+        for (const q of l.queues) {
+          if (q.live === 0) continue;
+          if (!victim || l.priority > victim.cls.policy.priority || q.live > victim.live) victim = q;
+        }
+      }
+    }
+    if (!victim) return false;
+    for (let e = victim.items.pop(); e; e = victim.items.pop()) {
+      if (e.cancelled) continue;
+      e.cancelled = true;
+      victim.live--;
+      e.cls.queued--;
+      this.queued--;
+      e.job.queueEntry = undefined;
+      if (victim.live === 0) victim.items.clear();
+      this.reject(e.job, e.cls, 'SHED', 'shed', `shed from class '${e.cls.policy.name}' for a higher-priority request`);
+      return true;
+    }
+    return false;
+  }
+
+  private unlink(e: Entry): void {
+    e.cancelled = true;
+    e.q.live--;
+    e.cls.queued--;
+    this.queued--;
+    e.job.queueEntry = undefined;
+    // Cancelled entries are skipped lazily; an empty queue drops them all at once.
+    if (e.q.live === 0) {
+      e.q.items.clear();
+      e.q.timer?.cancel();
+      e.q.timer = undefined;
+    }
+  }
+
+  private armTimer(q: ClassQueue, ms: number): void {
+    q.timer = this.clock.setTimer(() => this.expire(q), Math.max(0, ms));
+  }
+
+  private expire(q: ClassQueue): void {
+    q.timer = undefined;
+    const now = this.clock.now();
+    for (let e = q.items.peek(); e; e = q.items.peek()) {
+      if (e.cancelled) {
+        q.items.shift();
+        continue;
+      }
+      if (e.deadline > now) {
+        this.armTimer(q, e.deadline - now);
+        return;
+      }
+      q.items.shift();
+      this.unlink(e);
+      const waited = Math.round(now - e.enqueuedAt);
+      this.reject(e.job, e.cls, 'QUEUE_TIMEOUT', 'queue_timeout', `waited ${waited} ms in class '${e.cls.policy.name}' (timeout ${e.cls.policy.queue.timeoutMs} ms)`);
+    }
+  }
+
+  private dispatch(u: UpstreamQueues): void {
+    while (this.queued > 0 && this.inFlight < this.maxConcurrent) {
+      const q = this.pick(u);
+      if (!q) return;
+      let e = q.items.shift();
+      while (e && e.cancelled) e = q.items.shift();
+      if (!e) continue;
+      const slot = this.slot(u.state, q.cls)!;
+      const now = this.clock.now();
+      this.unlink(e);
+      if (q.live > 0 && !q.timer) this.armTimer(q, q.items.peek()!.deadline - now);
+      q.cls.drain.tick(now);
+      this.start(e.job, q.cls, u.state, slot);
+    }
+  }
+
+  /** The next queue to serve: first level with an eligible backlog, smallest virtual time in it. */
+  private pick(u: UpstreamQueues): ClassQueue | undefined {
+    for (const l of u.levels) {
+      let best: ClassQueue | undefined;
+      for (const q of l.queues) {
+        if (q.live === 0 || !q.cls.hasRoom || this.slot(u.state, q.cls) === undefined) continue;
+        if (!best || q.vt < best.vt) best = q;
+      }
+      if (best) {
+        l.vtime = best.vt;
+        best.vt += 1 / best.cls.policy.weight;
+        return best;
+      }
+    }
+    return undefined;
+  }
+}
