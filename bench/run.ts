@@ -71,7 +71,7 @@ function versions(): string[] {
   return [
     `- node ${process.version}`,
     `- sluice ${sluiceVer} (bench commit ${commit}; CLI ${path.relative(REPO, SLUICE_CLI)} ${existsSync(SLUICE_CLI) ? 'present' : 'missing'}${process.env.SLUICE_CLI ? ', from SLUICE_CLI: a build other than this checkout' : ''})`,
-    `- ${firstLine(sh('nginx', ['-v']))}`,
+    `- ${firstLine(sh('sh', ['-c', 'nginx -v 2>&1']))}`,
     `- ${firstLine(sh('haproxy', ['-v']))}`,
     `- ${firstLine(sh('wrk', ['-v']))}`,
     `- h2load ${firstLine(sh('h2load', ['--version']))}`,
@@ -128,6 +128,12 @@ async function main(): Promise<void> {
     `Generated ${new Date().toISOString()} by \`${cmdline}\` in ${((Date.now() - t0) / 1000).toFixed(0)} s${quick ? ' (**quick mode**: short runs, treat as a smoke test, not as results)' : ''}.`,
     `Every figure is the median of ${reps} interleaved runs (peer A, B, C, A, B, C, …) with min–max in parentheses.`,
     '',
+    ...(os.loadavg()[0]! > 1
+      ? [
+          `> **Warning:** the machine was busy when this run started (1-minute load average ${os.loadavg()[0]!.toFixed(2)} on ${os.cpus().length} cores): other processes competed for the CPU, so absolute figures and target verdicts below are not representative. Re-run on an idle machine.`,
+          '',
+        ]
+      : []),
     '## Machine',
     '',
     ...machine(),

@@ -87,7 +87,7 @@ export interface H2loadOpts {
 }
 
 export function h2loadArgs(o: H2loadOpts): string[] {
-  return ['-c', String(o.clients), '-m', String(o.streams), '-t', '1', '-D', String(o.durationS), '--warm-up-time', String(o.warmupS), `--log-file=${o.logFile}`, o.url];
+  return ['-c', String(o.clients), '-m', String(o.streams), '-t', '1', '-D', String(o.durationS), ...(o.warmupS > 0 ? ['--warm-up-time', String(o.warmupS)] : []), `--log-file=${o.logFile}`, o.url];
 }
 
 export function percentile(sorted: ArrayLike<number>, q: number): number {

@@ -69,7 +69,7 @@ export const scenario: Scenario = {
         { warmup: !ctx.quick },
       );
       const body: string[] = [
-        `wrk, 1 thread, 64 keep-alive connections, ${duration} s per run after a ${warm} s warm-up per peer${ctx.quick ? ' (no warm-up in quick mode)' : ''}, ${ctx.reps} interleaved runs per peer.`,
+        `wrk, 1 thread, 64 keep-alive connections, ${duration} s per run${ctx.quick ? ' (quick mode: no warm-up)' : ` after a ${warm} s warm-up per peer`}, ${ctx.reps} interleaved runs per peer.`,
         'Response: 1 KiB body from the Node backend. "proxy CPU µs/req" is the user+system CPU time of the proxy process tree (for direct: the backend) divided by the requests wrk completed.',
         '',
         ...throughputTable(stats, 'direct', 'sluice'),

@@ -68,7 +68,7 @@ export const scenario: Scenario = {
         return [`${mibs(st, upload)}${st.errors ? ` (${st.errors} errors)` : ''}`, fmtS(st.rssMiB, 1)];
       };
       const body = [
-        `wrk, 1 thread, ${CONNS} keep-alive connections, ${duration} s per run after a ${warm} s warm-up per peer${ctx.quick ? " (no warm-up in quick mode)" : ""}, ${ctx.reps} interleaved runs. Download: GET of a 10 MiB body the backend streams in 64 KiB chunks (MiB/s from wrk's Transfer/sec). Upload: POST of a 10 MiB body the backend reads and discards (MiB/s = completed uploads/s × 10 MiB). RSS is the peak of the proxy process tree, sampled every 200 ms.`,
+        `wrk, 1 thread, ${CONNS} keep-alive connections, ${duration} s per run${ctx.quick ? " (quick mode: no warm-up)" : ` after a ${warm} s warm-up per peer`}, ${ctx.reps} interleaved runs. Download: GET of a 10 MiB body the backend streams in 64 KiB chunks (MiB/s from wrk's Transfer/sec). Upload: POST of a 10 MiB body the backend reads and discards (MiB/s = completed uploads/s × 10 MiB). RSS is the peak of the proxy process tree, sampled every 200 ms.`,
         'NGINX runs with its default `proxy_buffering on` for downloads (it may spool to a temp file) and `proxy_request_buffering off` for uploads.',
         '',
         '| peer | download MiB/s | peak RSS MiB (download) | upload MiB/s | peak RSS MiB (upload) |',

@@ -24,7 +24,7 @@ export const scenario: Scenario = {
   title: '3. HTTP/2 inbound (h2load, 100 concurrent streams on 4 connections)',
   async run(ctx: Ctx): Promise<Section> {
     const duration = ctx.quick ? 1 : 10;
-    const warm = ctx.quick ? 1 : 2;
+    const warm = ctx.quick ? 0 : 2;
     const backend = await startBackend();
     const h2backend = await startBackend({ h2: true });
     const notRun = (r: string) => async (): Promise<Peer> => {

@@ -46,7 +46,7 @@ export const scenario: Scenario = {
   title: `4. Priority under overload (fragile backend, premium + free at 3× capacity)`,
   async run(ctx: Ctx): Promise<Section> {
     const duration = ctx.quick ? 1 : 10;
-    const queueTimeout = ctx.quick ? '1s' : '2s';
+    const queueTimeout = ctx.quick ? '500ms' : '2s';
     const total = 3 * CAPACITY;
     const premiumRate = Math.round(total * PREMIUM_SHARE);
     const freeRate = total - premiumRate;
