@@ -78,7 +78,9 @@ export class Sluice {
 
   status(): unknown {
     const s = this.pipeline.scheduler.status();
-    return { policy: this.policy.source, ...s };
+    const pools = this.pipeline.runtime.pools;
+    const upstreams = s.upstreams.map((u) => ({ ...u, targets: pools.get(u.name)?.health() ?? [] }));
+    return { policy: this.policy.source, ...s, upstreams };
   }
 
   /** Re-reads the policy file. Invalid: the old policy keeps serving. */

@@ -33,6 +33,7 @@ export class Runtime {
   constructor(
     readonly policy: Policy,
     previous: Runtime | undefined,
+    clock: Clock,
   ) {
     this.router = new Router(policy.routes);
     this.classifier = new Classifier(policy);
@@ -41,7 +42,11 @@ export class Runtime {
     const pools = new Map<string, UpstreamPool>();
     for (const u of policy.upstreams.values()) {
       const old = previous?.pools.get(u.name);
-      pools.set(u.name, old && old.sameAs(u) ? old : new UpstreamPool(u));
+      if (old && old.canServe(u)) {
+        // Timeouts and outlier settings are read per request, so the new ones apply at once.
+        old.upstream = u;
+        pools.set(u.name, old);
+      } else pools.set(u.name, new UpstreamPool(u, clock));
     }
     this.pools = pools;
   }
@@ -148,7 +153,7 @@ export class Pipeline {
     this.log = opts.log;
     this.onDone = opts.onDone;
     this.debug = opts.log.isLevelEnabled('debug');
-    this.rt = new Runtime(policy, undefined);
+    this.rt = new Runtime(policy, undefined, opts.clock);
     this.scheduler = new Scheduler(policy, opts.clock);
     this.forwardOptions = {
       clock: opts.clock,
@@ -164,7 +169,7 @@ export class Pipeline {
   /** Swaps in a new policy; requests already admitted keep the runtime they hold. */
   apply(policy: Policy): void {
     const old = this.rt;
-    this.rt = new Runtime(policy, old);
+    this.rt = new Runtime(policy, old, this.clock);
     this.scheduler.update(policy);
     old.retire(this.rt);
   }

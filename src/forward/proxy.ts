@@ -171,21 +171,22 @@ export async function forward(
         onReq: onReqTagged as never,
         onRes: onRes as never,
       });
+      if (ctx.upstreamHeadersAt > 0) {
+        if (ctx.status >= 502 && ctx.status <= 504) pool.failed(member);
+        else pool.succeeded(member);
+      }
       return undefined;
     } catch (err) {
       if (clientGone(ctx)) return undefined;
-      const e = err as { reusedSocket?: boolean; code?: string };
+      const e = err as { reusedSocket?: boolean; code?: string; connectedSocket?: boolean };
+      const mapped = mapError(err, ctx, member.target.url, pool.upstream.name);
       // A pooled socket the backend closed while idle: safe to try once more if nothing was sent or received.
-      if (
-        attempt === 0 &&
-        e.reusedSocket &&
-        e.code === 'ECONNRESET' &&
-        !ctx.res.headersSent &&
-        IDEMPOTENT_NO_BODY.has(ctx.method)
-      ) {
-        continue;
-      }
-      return mapError(err, ctx, member.target.url, pool.upstream.name);
+      const staleSocket = e.reusedSocket === true && e.code === 'ECONNRESET' && IDEMPOTENT_NO_BODY.has(ctx.method);
+      // A target that refused the connection saw nothing (the body is read only once connected): try another.
+      const refused = e.connectedSocket === false && mapped.code === 'UPSTREAM_UNREACHABLE' && pool.size > 1;
+      if (!staleSocket && mapped.code !== 'BODY_TOO_LARGE') pool.failed(member);
+      if (attempt === 0 && !ctx.res.headersSent && (staleSocket || refused)) continue;
+      return mapped;
     } finally {
       a.timer?.cancel();
       (ctx.req as WithState)[kState] = undefined;

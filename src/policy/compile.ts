@@ -16,6 +16,7 @@ const DEFAULTS = {
   upstreamTimeout: '30s',
   connectTimeout: '5s',
   keepAlive: { maxSockets: 256, maxFreeSockets: 64, idleTimeout: '30s' },
+  outlier: { consecutiveFailures: 5, baseEjectionTime: '10s', maxEjectionTime: '5m', maxEjectionPercent: 50 },
   queue: { size: 1000, timeout: '5s' },
   maxHeaderSize: 16 * 1024,
   maxQueued: 10_000,
@@ -102,12 +103,19 @@ function compileTarget(url: string, c: Checker, path: Path): Target {
 function compileUpstream(u: RawUpstream, i: number, c: Checker): UpstreamPolicy {
   const p: Path = ['upstreams', i];
   const ka = u.keepAlive ?? {};
+  const od = u.outlierDetection ?? {};
   return Object.freeze({
     name: u.name,
     targets: Object.freeze(u.targets.map((t, j) => compileTarget(t, c, [...p, 'targets', j]))),
     maxConcurrent: u.maxConcurrent ?? Infinity,
     timeoutMs: c.duration(u.timeout, DEFAULTS.upstreamTimeout, [...p, 'timeout']),
     connectTimeoutMs: c.duration(u.connectTimeout, DEFAULTS.connectTimeout, [...p, 'connectTimeout']),
+    outlier: Object.freeze({
+      consecutiveFailures: od.consecutiveFailures ?? DEFAULTS.outlier.consecutiveFailures,
+      baseEjectionMs: c.duration(od.baseEjectionTime, DEFAULTS.outlier.baseEjectionTime, [...p, 'outlierDetection', 'baseEjectionTime']),
+      maxEjectionMs: c.duration(od.maxEjectionTime, DEFAULTS.outlier.maxEjectionTime, [...p, 'outlierDetection', 'maxEjectionTime']),
+      maxEjectionPercent: od.maxEjectionPercent ?? DEFAULTS.outlier.maxEjectionPercent,
+    }),
     keepAlive: Object.freeze({
       maxSockets: ka.maxSockets ?? DEFAULTS.keepAlive.maxSockets,
       maxFreeSockets: ka.maxFreeSockets ?? DEFAULTS.keepAlive.maxFreeSockets,

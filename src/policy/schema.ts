@@ -74,6 +74,21 @@ export const Upstream = Strict({
   })),
   timeout: Type.Optional(Duration('No response headers by then: 504. Default 30s.', '30s')),
   connectTimeout: Type.Optional(Duration('TCP connect timeout to a target: 502 after it. Default 5s.', '5s')),
+  outlierDetection: Type.Optional(
+    Strict(
+      {
+        consecutiveFailures: Type.Optional(
+          Type.Integer({ minimum: 1, description: 'Failures in a row (refused, reset, timeout, 502/503/504) that eject a target. Default 5.' }),
+        ),
+        baseEjectionTime: Type.Optional(Duration('First ejection lasts this long; each further ejection of the same target adds as much. Default 10s.')),
+        maxEjectionTime: Type.Optional(Duration('Longest ejection. Default 5m.')),
+        maxEjectionPercent: Type.Optional(
+          Type.Integer({ minimum: 0, maximum: 100, description: 'Never eject more than this share of the targets. Default 50.' }),
+        ),
+      },
+      { description: 'Passive health: targets that keep failing leave the rotation for a back-off period.' },
+    ),
+  ),
   keepAlive: Type.Optional(Strict(
     {
       maxSockets: Type.Optional(Type.Integer({ minimum: 1, description: 'Max sockets per target. Default 256.' })),

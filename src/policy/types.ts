@@ -19,6 +19,12 @@ export interface UpstreamPolicy {
   readonly timeoutMs: number;
   readonly connectTimeoutMs: number;
   readonly keepAlive: { readonly maxSockets: number; readonly maxFreeSockets: number; readonly idleTimeoutMs: number };
+  readonly outlier: {
+    readonly consecutiveFailures: number;
+    readonly baseEjectionMs: number;
+    readonly maxEjectionMs: number;
+    readonly maxEjectionPercent: number;
+  };
 }
 
 export interface RoutePolicy {
