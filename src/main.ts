@@ -44,7 +44,11 @@ export class Sluice {
     this.pipeline = new Pipeline(policy, { clock: opts.clock ?? systemClock, log: this.log });
     this.listener = new Listener(
       { request: this.pipeline.handle, upgrade: this.pipeline.upgrade },
-      { maxHeaderSize: policy.limits.maxHeaderSize },
+      {
+        maxHeaderSize: policy.limits.maxHeaderSize,
+        headersTimeoutMs: policy.timeouts.requestHeadersMs,
+        keepAliveTimeoutMs: policy.timeouts.keepAliveMs,
+      },
       this.log,
     );
     this.admin = createAdminServer({

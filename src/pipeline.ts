@@ -111,11 +111,11 @@ class Exchange implements Job {
     const ctx = this.ctx;
     try {
       const pool = this.rt.pools.get(ctx.route!.upstream.name)!;
-      const err = await forward(ctx, pool, this.p.forwardOptions, this.rt.policy.limits.maxBodySize);
+      const err = await forward(ctx, pool, this.p.forwardOptions, this.rt.policy);
       if (err) {
         sendProblem(ctx.res, err);
         ctx.status = err.status;
-        this.p.finish(ctx, err.code === 'UPSTREAM_TIMEOUT' ? 'upstream_timeout' : err.code === 'BODY_TOO_LARGE' ? 'rejected' : 'upstream_error');
+        this.p.finish(ctx, outcomeOf(err));
       } else {
         this.p.finish(ctx, ctx.res.writableFinished ? 'forwarded' : 'client_abort');
       }
@@ -159,6 +159,7 @@ export class Pipeline {
       clock: opts.clock,
       peerTrusted: (ctx) => this.rt.clientIp.peerTrusted(ctx.peer),
       hooks: opts.hooks ?? {},
+
     };
   }
 
@@ -291,6 +292,18 @@ export class Pipeline {
       );
     }
     this.onDone?.(ctx);
+  }
+}
+
+function outcomeOf(err: ProxyError): Outcome {
+  switch (err.code) {
+    case 'UPSTREAM_TIMEOUT':
+      return 'upstream_timeout';
+    case 'BODY_TOO_LARGE':
+    case 'REQUEST_TIMEOUT':
+      return 'rejected';
+    default:
+      return 'upstream_error';
   }
 }
 

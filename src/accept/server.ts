@@ -24,7 +24,7 @@ export interface ListenerHandlers {
 
 export interface ListenerOptions {
   maxHeaderSize: number;
-  /** Whole request headers must arrive within this (slowloris). Default 30s. */
+  /** Whole request headers must arrive within this (slowloris). Default 10s. */
   headersTimeoutMs?: number;
   /** Idle keep-alive connections are closed after this. Default 5s. */
   keepAliveTimeoutMs?: number;
@@ -45,12 +45,19 @@ export class Listener {
   private draining = false;
 
   constructor(handlers: ListenerHandlers, opts: ListenerOptions, log: Logger) {
+    const headersTimeout = opts.headersTimeoutMs ?? 10_000;
     this.http1 = createHttpServer({
       maxHeaderSize: opts.maxHeaderSize,
-      headersTimeout: opts.headersTimeoutMs ?? 30_000,
-      requestTimeout: 0, // bodies may stream for long; idle body timeouts are per-route work
+      headersTimeout,
+      // Node checks headersTimeout only this often (30 s by default), which would let a slowloris linger.
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, headersTimeout / 2)),
+      requestTimeout: 0, // bodies may stream for long; a stalled body is caught by requestBodyIdle
       keepAliveTimeout: opts.keepAliveTimeoutMs ?? 5_000,
     });
+    // The HTTP/1.1 server never listens itself (the sniffing server hands it sockets), but its
+    // connection tracking, which enforces headersTimeout and closeIdleConnections(), starts on
+    // 'listening'; start it explicitly.
+    this.http1.emit('listening');
     this.http1.on('request', handlers.request);
     this.http1.on('upgrade', handlers.upgrade);
     this.http1.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
@@ -81,7 +88,8 @@ export class Listener {
       if (this.draining) session.close();
     });
     this.http2.on('sessionError', (err) => log.debug({ err }, 'http2 session error'));
-    this.http2.setTimeout(opts.keepAliveTimeoutMs ?? 120_000);
+    // HTTP/2 clients multiplex over few long-lived sessions; closing them as eagerly as HTTP/1.1 sockets costs handshakes.
+    this.http2.setTimeout((opts.keepAliveTimeoutMs ?? 5_000) * 12);
 
     this.net = createNetServer({ pauseOnConnect: false, noDelay: true }, (socket) => this.sniff(socket));
   }

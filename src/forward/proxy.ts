@@ -10,6 +10,7 @@ import { ProxyError } from '../errors.js';
 import type { Clock, TimerHandle } from '../clock.js';
 import type { InboundRequest, InboundResponse, RequestContext } from '../accept/context.js';
 import type { PooledTarget, UpstreamPool } from './pool.js';
+import type { Policy } from '../policy/types.js';
 import { addForwardedHeaders } from './headers.js';
 
 /** Hooks other stages attach to the forwarding of one request (tracing, shaping). */
@@ -37,7 +38,8 @@ interface Attempt {
   opts: ForwardOptions;
   timer: TimerHandle | undefined;
   upstreamReq: ClientRequest | undefined;
-  maxBodySize: number;
+  /** The policy the request started under (body limit, body idle timeout). */
+  policy: Policy;
 }
 
 type WithState = InboundRequest & { [kState]?: Attempt };
@@ -52,7 +54,8 @@ function onReq(req: InboundRequest, options: RequestOptions): ClientRequest {
   a.opts.hooks.onUpstreamHeaders?.(a.ctx, headers);
   const up = request(options);
   a.upstreamReq = up;
-  if (a.maxBodySize !== Infinity) limitBody(up, a);
+  if (a.policy.limits.maxBodySize !== Infinity) limitBody(up, a);
+  if (hasPendingBody(req)) watchBody(req, a);
   a.ctx.upstreamStart = a.opts.clock.now();
   const up2 = a.pool.upstream;
   // A fresh connection must be made within connectTimeout; the whole exchange must
@@ -69,15 +72,41 @@ function onReq(req: InboundRequest, options: RequestOptions): ClientRequest {
  */
 function limitBody(up: ClientRequest, a: Attempt): void {
   let seen = 0;
+  const max = a.policy.limits.maxBodySize;
   const write = up.write;
   up.write = function (this: ClientRequest, chunk: unknown, ...rest: unknown[]): boolean {
     seen += typeof chunk === 'string' ? Buffer.byteLength(chunk) : (chunk as Buffer).length;
-    if (seen > a.maxBodySize) {
-      up.destroy(new ProxyError('BODY_TOO_LARGE', `request body exceeds ${a.maxBodySize} bytes`, { className: a.ctx.klass?.name }));
+    if (seen > max) {
+      up.destroy(new ProxyError('BODY_TOO_LARGE', `request body exceeds ${max} bytes`, { className: a.ctx.klass?.name }));
       return false;
     }
     return (write as (...args: unknown[]) => boolean).call(this, chunk, ...rest);
   } as ClientRequest['write'];
+}
+
+function hasPendingBody(req: InboundRequest): boolean {
+  if (IDEMPOTENT_NO_BODY.has(req.method ?? 'GET')) return false;
+  return !(req as { complete?: boolean }).complete && !req.readableEnded;
+}
+
+/** A client that stops sending its body mid-way holds a slot; give up on it after requestBodyIdle (408). */
+function watchBody(req: InboundRequest, a: Attempt): void {
+  const ms = a.policy.timeouts.requestBodyIdleMs;
+  const onIdle = (): void => {
+    a.upstreamReq?.destroy(
+      new ProxyError('REQUEST_TIMEOUT', `request body stalled for ${ms} ms`, { className: a.ctx.klass?.name }),
+    );
+  };
+  req.setTimeout(ms, onIdle);
+  req.once('end', () => req.setTimeout(0, onIdle));
+}
+
+/** The upstream stops sending the response body: abort after its idleTimeout. */
+function onUpstreamIdle(this: ClientRequest): void {
+  const a = findAttempt(this);
+  if (!a) return;
+  const u = a.pool.upstream;
+  this.destroy(new ProxyError('UPSTREAM_TIMEOUT', `upstream '${u.name}' response stalled for ${u.idleTimeoutMs} ms`, { className: a.ctx.klass?.name }));
 }
 
 function onSocket(this: ClientRequest, socket: Socket): void {
@@ -117,6 +146,7 @@ function onRes(req: InboundRequest, res: InboundResponse, proxyRes: IncomingMess
   a.timer?.cancel();
   a.timer = undefined;
   const ctx = a.ctx;
+  a.upstreamReq?.setTimeout(a.pool.upstream.idleTimeoutMs, onUpstreamIdle);
   ctx.upstreamHeadersAt = a.opts.clock.now();
   ctx.status = proxyRes.statusCode ?? 502;
   const headers = proxyRes.headers as Record<string, string | string[] | undefined>;
@@ -158,11 +188,11 @@ export async function forward(
   ctx: RequestContext,
   pool: UpstreamPool,
   opts: ForwardOptions,
-  maxBodySize = Infinity,
+  policy: Policy,
 ): Promise<ProxyError | undefined> {
   for (let attempt = 0; ; attempt++) {
     const member = pool.pick();
-    const a: Attempt = { ctx, member, pool, opts, timer: undefined, upstreamReq: undefined, maxBodySize };
+    const a: Attempt = { ctx, member, pool, opts, timer: undefined, upstreamReq: undefined, policy };
     (ctx.req as WithState)[kState] = a;
     try {
       await proxy.web(ctx.req as never, ctx.res as never, {

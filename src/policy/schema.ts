@@ -89,6 +89,7 @@ export const Upstream = Strict({
       { description: 'Passive health: targets that keep failing leave the rotation for a back-off period.' },
     ),
   ),
+  idleTimeout: Type.Optional(Duration('Response body stalls (no bytes from the upstream) this long: the exchange is aborted. Default 60s.')),
   keepAlive: Type.Optional(Strict(
     {
       maxSockets: Type.Optional(Type.Integer({ minimum: 1, description: 'Max sockets per target. Default 256.' })),
@@ -221,6 +222,16 @@ export const PolicySchema = Strict(
         maxBodySize: Type.Optional(Size('Request body bytes; more: 413. Default unlimited.')),
         },
         { description: 'Proxy-wide limits.' },
+      ),
+    ),
+    timeouts: Type.Optional(
+      Strict(
+        {
+          requestHeaders: Type.Optional(Duration('Whole request head must arrive within this (slowloris). Default 10s.')),
+          requestBodyIdle: Type.Optional(Duration('Request body stalls this long while being forwarded: 408. Default 30s.')),
+          keepAlive: Type.Optional(Duration('Idle client connections (HTTP/1.1 keep-alive, HTTP/2 sessions) close after this. Default 5s for HTTP/1.1; HTTP/2 sessions get 12x.')),
+        },
+        { description: 'Client-side timeouts that defeat slow clients.' },
       ),
     ),
     shutdown: Type.Optional(
