@@ -18,6 +18,11 @@ export interface ForwardHooks {
   onUpstreamHeaders?(ctx: RequestContext, headers: OutgoingHttpHeaders): void;
   /** Returns the stream the response body is piped through (bandwidth shaping); identity when absent. */
   responseBody?(ctx: RequestContext, body: IncomingMessage): NodeJS.ReadableStream;
+  /**
+   * Called with the upstream request before the request body is written to it
+   * (upload shaping wraps its write/end; http2-proxy pauses the client on a false write and resumes on 'drain').
+   */
+  requestBody?(ctx: RequestContext, upstreamReq: ClientRequest): void;
 }
 
 export interface ForwardOptions {
@@ -51,6 +56,7 @@ function onReq(req: InboundRequest, options: RequestOptions): ClientRequest {
   a.opts.hooks.onUpstreamHeaders?.(a.ctx, headers);
   const up = request(options);
   a.upstreamReq = up;
+  a.opts.hooks.requestBody?.(a.ctx, up);
   a.ctx.upstreamStart = a.opts.clock.now();
   const up2 = a.pool.upstream;
   // A fresh connection must be made within connectTimeout; the whole exchange must
