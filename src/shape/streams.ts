@@ -60,21 +60,29 @@ export class ShapedStream extends Transform implements Flow {
 
 type WriteCb = (err?: Error | null) => void;
 
-/** Wraps write/end of one upstream request so its body goes out at the shaped rate. */
+/**
+ * Wraps write/end/emit of one upstream request so its body goes out at the
+ * shaped rate. The socket's own 'drain' is held back while shaped bytes are
+ * pending: passing it on would resume the client early (http2-proxy resumes on
+ * any 'drain') and the body would arrive faster than allowed.
+ */
 class UploadFlow implements Flow {
   need = 0;
   own: TokenBucket | undefined;
   next: Flow | undefined = undefined;
   prev: Flow | undefined = undefined;
-  private chunk: Buffer | undefined;
+  /** Chunks accepted but not yet through the shaper, in order; the head is being granted. */
+  private readonly queue: Buffer[] = [];
+  private readonly cbs: (WriteCb | undefined)[] = [];
   private offset = 0;
-  private chunkCb: WriteCb | undefined;
   private pendingEnd: (() => void) | undefined;
+  /** The socket refused a write and has not drained since. */
   private blocked = false;
   /** Inside shapedWrite: a synchronous grant must not emit 'drain' (write() returns true instead). */
   private inWrite = false;
   private readonly write: (chunk: Buffer, cb?: WriteCb) => boolean;
-  private readonly end: ClientRequest['end'];
+  private readonly end: (...args: unknown[]) => unknown;
+  private readonly emit: (event: string | symbol, ...args: unknown[]) => boolean;
 
   constructor(
     private readonly up: ClientRequest,
@@ -82,15 +90,26 @@ class UploadFlow implements Flow {
   ) {
     this.own = shaper.ownBucket();
     this.write = up.write as (chunk: Buffer, cb?: WriteCb) => boolean;
-    this.end = up.end;
+    this.end = up.end as (...args: unknown[]) => unknown;
+    this.emit = up.emit;
     up.write = this.shapedWrite as ClientRequest['write'];
     up.end = this.shapedEnd as ClientRequest['end'];
+    up.emit = this.shapedEmit as ClientRequest['emit'];
     up.once('close', this.onClose);
   }
 
   private readonly onClose = (): void => {
     this.shaper.remove(this);
-    this.chunk = undefined;
+    this.queue.length = 0;
+    this.cbs.length = 0;
+  };
+
+  private readonly shapedEmit = (event: string | symbol, ...args: unknown[]): boolean => {
+    if (event === 'drain') {
+      this.blocked = false;
+      if (this.queue.length > 0) return false;
+    }
+    return this.emit.call(this.up, event, ...args);
   };
 
   private readonly shapedWrite = (data: Buffer | string, enc?: BufferEncoding | WriteCb, cb?: WriteCb): boolean => {
@@ -99,19 +118,15 @@ class UploadFlow implements Flow {
       enc = undefined;
     }
     const buf = typeof data === 'string' ? Buffer.from(data, enc) : data;
-    if (this.chunk || buf.length === 0) {
-      // http2-proxy never writes again before 'drain'; anyone else is served unshaped, in order.
-      return this.write.call(this.up, buf, cb);
-    }
-    this.chunk = buf;
+    if (buf.length === 0 && this.queue.length === 0) return this.write.call(this.up, buf, cb);
+    this.queue.push(buf);
+    this.cbs.push(cb);
+    if (this.queue.length > 1) return false;
     this.offset = 0;
-    this.chunkCb = cb;
-    this.blocked = false;
     this.inWrite = true;
     this.shaper.request(this, buf.length);
     this.inWrite = false;
-    if (this.chunk) return false;
-    return !this.blocked;
+    return this.queue.length === 0 && !this.blocked;
   };
 
   private readonly shapedEnd = (...args: unknown[]): ClientRequest => {
@@ -120,26 +135,30 @@ class UploadFlow implements Flow {
       this.shapedWrite(last as Buffer | string, typeof args[1] === 'string' ? (args[1] as BufferEncoding) : undefined);
       args = args.filter((a) => typeof a === 'function');
     }
-    if (this.chunk) {
-      this.pendingEnd = () => (this.end as (...a: unknown[]) => unknown).apply(this.up, args);
-      return this.up;
-    }
-    (this.end as (...a: unknown[]) => unknown).apply(this.up, args);
+    if (this.queue.length > 0) this.pendingEnd = () => this.end.apply(this.up, args);
+    else this.end.apply(this.up, args);
     return this.up;
   };
 
   grant(n: number): void {
-    const c = this.chunk;
+    const c = this.queue[0];
     if (!c) return;
     const start = this.offset;
     this.offset += n;
     const done = this.offset >= c.length;
     const piece = start === 0 && done ? c : c.subarray(start, this.offset);
-    const cb = done ? this.chunkCb : undefined;
+    const cb = done ? this.cbs[0] : undefined;
     if (!this.write.call(this.up, piece, cb)) this.blocked = true;
     if (!done) return;
-    this.chunk = undefined;
-    this.chunkCb = undefined;
+    // Short queue (http2-proxy writes one chunk per 'drain'): shift is O(1) in practice.
+    this.queue.shift();
+    this.cbs.shift();
+    this.offset = 0;
+    const next = this.queue[0];
+    if (next) {
+      this.shaper.request(this, next.length);
+      return;
+    }
     if (this.pendingEnd) {
       const end = this.pendingEnd;
       this.pendingEnd = undefined;
@@ -147,7 +166,7 @@ class UploadFlow implements Flow {
       return;
     }
     // Through the shaper: wake the reader, unless the socket itself is full (its own 'drain' will).
-    if (!this.blocked && !this.inWrite) this.up.emit('drain');
+    if (!this.blocked && !this.inWrite) this.emit.call(this.up, 'drain');
   }
 }
 
