@@ -51,6 +51,7 @@ export class RedisStore {
   private up = false;
   /** An outage was logged and its end not yet. */
   private reported = false;
+  private seen = false;
   private refs = 0;
 
   constructor(
@@ -69,7 +70,10 @@ export class RedisStore {
     client.defineCommand('sluiceGcra', { numberOfKeys: 1, lua: SCRIPT });
     client.on('ready', () => {
       this.up = true;
-      if (this.reported) {
+      if (!this.seen) {
+        this.seen = true;
+        this.log.info({ redis: redact(url) }, 'rate-limit store connected');
+      } else if (this.reported) {
         this.reported = false;
         this.log.info({ redis: redact(url) }, 'rate-limit store reachable again; shared limits restored');
       }
