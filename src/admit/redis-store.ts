@@ -48,10 +48,11 @@ type RedisWithGcra = Redis & { sluiceGcra: GcraCommand };
 /** One connection per Redis URL, shared by every class that names it. */
 export class RedisStore {
   private readonly client: RedisWithGcra;
-  private up = false;
   /** An outage was logged and its end not yet. */
   private reported = false;
   private seen = false;
+  /** Commands that failed on a live connection (timeouts); those requests used local limits. */
+  failedCommands = 0;
   private refs = 0;
 
   constructor(
@@ -61,7 +62,7 @@ export class RedisStore {
     const client = new Redis(url, {
       enableOfflineQueue: false,
       maxRetriesPerRequest: 0,
-      commandTimeout: 250,
+      commandTimeout: 500,
       connectTimeout: 1000,
       // Keeps trying for ever, at most every 2 s.
       retryStrategy: (times) => Math.min(50 * times, 2000),
@@ -69,7 +70,6 @@ export class RedisStore {
     });
     client.defineCommand('sluiceGcra', { numberOfKeys: 1, lua: SCRIPT });
     client.on('ready', () => {
-      this.up = true;
       if (!this.seen) {
         this.seen = true;
         this.log.info({ redis: redact(url) }, 'rate-limit store connected');
@@ -84,12 +84,19 @@ export class RedisStore {
   }
 
   get connected(): boolean {
-    return this.up && this.client.status === 'ready';
+    return this.client.status === 'ready';
   }
 
-  /** Logs an outage once per transition, not once per request or retry. */
+  /**
+   * Logs an outage once per transition, not once per request or retry. A
+   * failed command on a live connection (timeout) falls back for that request
+   * only: the connection's own events say when it is really down.
+   */
   down(err: Error | undefined): void {
-    this.up = false;
+    if (this.client.status === 'ready') {
+      this.failedCommands++;
+      return;
+    }
     if (this.reported || this.refs === 0) return;
     this.reported = true;
     this.log.warn({ redis: redact(this.url), err: err?.message }, 'rate-limit store unreachable; local limits (or failClosed) until it is back');
