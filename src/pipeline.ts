@@ -135,11 +135,11 @@ class Exchange implements Job {
     const ctx = this.ctx;
     try {
       const pool = this.rt.pools.get(ctx.route!.upstream.name)!;
-      const err = await forward(ctx, pool, this.p.forwardOptions);
+      const err = await forward(ctx, pool, this.p.forwardOptions, this.rt.policy.limits.maxBodySize);
       if (err) {
         sendProblem(ctx.res, err);
         ctx.status = err.status;
-        this.p.finish(ctx, err.code === 'UPSTREAM_TIMEOUT' ? 'upstream_timeout' : 'upstream_error');
+        this.p.finish(ctx, err.code === 'UPSTREAM_TIMEOUT' ? 'upstream_timeout' : err.code === 'BODY_TOO_LARGE' ? 'rejected' : 'upstream_error');
       } else {
         this.p.finish(ctx, ctx.res.writableFinished ? 'forwarded' : 'client_abort');
       }
@@ -231,6 +231,17 @@ export class Pipeline {
     if (ctx.res.destroyed) {
       this.finish(ctx, 'client_abort');
       return;
+    }
+    const max = rt.policy.limits.maxBodySize;
+    if (max !== Infinity) {
+      // A declared length over the limit is refused before it takes a slot or reaches the upstream.
+      const declared = Number(ctx.req.headers['content-length'] ?? 0);
+      if (declared > max) {
+        ctx.status = 413;
+        sendProblem(ctx.res, new ProxyError('BODY_TOO_LARGE', `request body of ${declared} bytes exceeds ${max}`, { className: d.klass.name }));
+        this.finish(ctx, 'rejected');
+        return;
+      }
     }
     const ex = new Exchange(ctx, rt, this);
     ctx.res.once('close', ex.onClose);

@@ -42,6 +42,7 @@ interface Attempt {
   opts: ForwardOptions;
   timer: TimerHandle | undefined;
   upstreamReq: ClientRequest | undefined;
+  maxBodySize: number;
 }
 
 type WithState = InboundRequest & { [kState]?: Attempt };
@@ -56,6 +57,8 @@ function onReq(req: InboundRequest, options: RequestOptions): ClientRequest {
   a.opts.hooks.onUpstreamHeaders?.(a.ctx, headers);
   const up = request(options);
   a.upstreamReq = up;
+  if (a.maxBodySize !== Infinity) limitBody(up, a);
+  // After limitBody: shaped pieces are what gets counted against maxBodySize.
   a.opts.hooks.requestBody?.(a.ctx, up);
   a.ctx.upstreamStart = a.opts.clock.now();
   const up2 = a.pool.upstream;
@@ -65,6 +68,23 @@ function onReq(req: InboundRequest, options: RequestOptions): ClientRequest {
   a.timer = a.opts.clock.setTimer(() => onDeadline(a, first === up2.timeoutMs), first);
   up.once('socket', onSocket);
   return up;
+}
+
+/**
+ * Counts request body bytes on their way upstream (a chunked body has no length
+ * to check up front) and fails the exchange with 413 past the limit.
+ */
+function limitBody(up: ClientRequest, a: Attempt): void {
+  let seen = 0;
+  const write = up.write;
+  up.write = function (this: ClientRequest, chunk: unknown, ...rest: unknown[]): boolean {
+    seen += typeof chunk === 'string' ? Buffer.byteLength(chunk) : (chunk as Buffer).length;
+    if (seen > a.maxBodySize) {
+      up.destroy(new ProxyError('BODY_TOO_LARGE', `request body exceeds ${a.maxBodySize} bytes`, { className: a.ctx.klass?.name }));
+      return false;
+    }
+    return (write as (...args: unknown[]) => boolean).call(this, chunk, ...rest);
+  } as ClientRequest['write'];
 }
 
 function onSocket(this: ClientRequest, socket: Socket): void {
@@ -141,10 +161,15 @@ export function clientGone(ctx: RequestContext): boolean {
  * Forwards one request. Resolves with the outcome; never rejects. Errors before
  * response headers are returned as a ProxyError for the caller to answer.
  */
-export async function forward(ctx: RequestContext, pool: UpstreamPool, opts: ForwardOptions): Promise<ProxyError | undefined> {
+export async function forward(
+  ctx: RequestContext,
+  pool: UpstreamPool,
+  opts: ForwardOptions,
+  maxBodySize = Infinity,
+): Promise<ProxyError | undefined> {
   for (let attempt = 0; ; attempt++) {
     const member = pool.pick();
-    const a: Attempt = { ctx, member, pool, opts, timer: undefined, upstreamReq: undefined };
+    const a: Attempt = { ctx, member, pool, opts, timer: undefined, upstreamReq: undefined, maxBodySize };
     (ctx.req as WithState)[kState] = a;
     try {
       await proxy.web(ctx.req as never, ctx.res as never, {
