@@ -6,7 +6,7 @@
  * Run: node --expose-gc --import tsx bench/bottleneck-eval.ts   (needs redis-server)
  */
 import Bottleneck from 'bottleneck';
-import { startRedis } from './lib.js';
+import { startRedis } from './limits-common.js';
 
 const gc = (globalThis as { gc?: () => void }).gc ?? (() => {});
 {

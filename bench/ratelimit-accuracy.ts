@@ -7,7 +7,7 @@
  * Run: node --import tsx bench/ratelimit-accuracy.ts   (after npm run build; needs redis-server)
  */
 import { Agent, request } from 'node:http';
-import { startBackend, startSluice, startRedis, simplePolicy, pct, verdict } from './lib.js';
+import { startBackend, startSluice, startRedis, simplePolicy, pct, verdict } from './limits-common.js';
 
 const RATE = 100;
 const BURST = 20;

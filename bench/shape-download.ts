@@ -4,7 +4,7 @@
  *  2. eight concurrent downloads sharing 4 MiB/s (aggregate ±5%, each stream ±20% of 1/8)
  * Run: node --import tsx bench/shape-download.ts   (after npm run build)
  */
-import { startBackend, startSluice, simplePolicy, download, MiB, pct, verdict } from './lib.js';
+import { startBackend, startSluice, simplePolicy, download, MiB, pct, verdict } from './limits-common.js';
 
 const backend = await startBackend();
 const sluice = await startSluice(

@@ -5,7 +5,7 @@
  * Run: node --import tsx bench/shape-memory.ts   (after npm run build)
  */
 import { request, type ClientRequest } from 'node:http';
-import { startBackend, startSluice, simplePolicy, MiB, verdict } from './lib.js';
+import { startBackend, startSluice, simplePolicy, MiB, verdict } from './limits-common.js';
 
 const backend = await startBackend();
 const sluice = await startSluice(
