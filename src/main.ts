@@ -107,16 +107,20 @@ export class Sluice {
 
   private async doStop(graceMs: number): Promise<void> {
     const closed = this.listener.stopAccepting();
+    this.pipeline.draining = true;
     this.listener.closeIdle();
+    this.log.info({ graceMs }, 'draining: no new connections; finishing in-flight and queued requests');
     const deadline = Date.now() + graceMs;
     while (Date.now() < deadline) {
       const s = this.pipeline.scheduler.status();
       if (s.inFlight === 0 && s.queued === 0) break;
       await new Promise((r) => setTimeout(r, 25));
     }
+    const left = this.pipeline.scheduler.status();
+    if (left.inFlight > 0 || left.queued > 0) this.log.warn({ inFlight: left.inFlight, queued: left.queued }, 'grace period over');
     this.pipeline.scheduler.rejectAll('SHUTTING_DOWN', 'sluice is shutting down');
-    this.listener.closeIdle();
-    await new Promise((r) => setTimeout(r, 10));
+    // Let the 503s just written reach their clients before the sockets are torn down.
+    await new Promise((r) => setTimeout(r, 50));
     this.listener.destroyAll();
     await closed;
     await new Promise<void>((r) => this.admin.close(() => r()));

@@ -213,10 +213,14 @@ export class Pipeline {
     this.shaping.close();
   }
 
+  /** Set when shutdown begins: HTTP/1.1 answers then ask the client to close the connection. */
+  draining = false;
+
   readonly handle = (req: InboundRequest, res: InboundResponse): void => {
     const ctx = new RequestContext(req, res, this.clock.now());
     req.on('error', noop);
     res.on('error', noop);
+    if (this.draining && req.httpVersionMajor === 1) res.setHeader('connection', 'close');
     void this.admit(ctx, this.rt);
   };
 

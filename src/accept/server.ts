@@ -6,7 +6,13 @@
  */
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse, type Server as HttpServer } from 'node:http';
-import { createServer as createH2Server, type Http2ServerRequest, type Http2ServerResponse, type Http2Server } from 'node:http2';
+import {
+  createServer as createH2Server,
+  type Http2ServerRequest,
+  type Http2ServerResponse,
+  type Http2Server,
+  type ServerHttp2Session,
+} from 'node:http2';
 import { Duplex } from 'node:stream';
 import type { Logger } from '../telemetry/log.js';
 import { kPeer, type Peer } from './context.js';
@@ -34,6 +40,9 @@ export class Listener {
   readonly http2: Http2Server;
   private readonly sockets = new Set<Socket>();
   private pendingPeer: Peer | undefined;
+  private readonly sessions = new Set<ServerHttp2Session>();
+  /** Set by closeIdle: sessions opened from now on are told to go away at once. */
+  private draining = false;
 
   constructor(handlers: ListenerHandlers, opts: ListenerOptions, log: Logger) {
     this.http1 = createHttpServer({
@@ -67,6 +76,9 @@ export class Listener {
     // 'session' is emitted synchronously from emit('connection'), so pendingPeer is this session's.
     this.http2.on('session', (session) => {
       if (this.pendingPeer) (session as unknown as { [kPeer]: Peer })[kPeer] = this.pendingPeer;
+      this.sessions.add(session);
+      session.once('close', () => this.sessions.delete(session));
+      if (this.draining) session.close();
     });
     this.http2.on('sessionError', (err) => log.debug({ err }, 'http2 session error'));
     this.http2.setTimeout(opts.keepAliveTimeoutMs ?? 120_000);
@@ -122,10 +134,19 @@ export class Listener {
     return new Promise((resolve) => this.net.close(() => resolve()));
   }
 
-  /** Closes idle keep-alive HTTP/1.1 sockets and sends GOAWAY on HTTP/2 sessions. */
+  /**
+   * Starts draining: idle keep-alive HTTP/1.1 sockets close now (busy ones after
+   * their response, which carries Connection: close), HTTP/2 sessions get GOAWAY
+   * and close when their open streams end.
+   */
   closeIdle(): void {
+    this.draining = true;
     this.http1.closeIdleConnections();
-    this.http2.close();
+    for (const s of this.sessions) s.close();
+  }
+
+  get isDraining(): boolean {
+    return this.draining;
   }
 
   destroyAll(): void {
