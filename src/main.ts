@@ -132,6 +132,7 @@ export class Sluice {
     await new Promise<void>((r) => this.admin.close(() => r()));
     this.admin.closeAllConnections();
     this.pipeline.runtime.close();
+    this.pipeline.close();
   }
 }
 

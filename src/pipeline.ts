@@ -21,6 +21,9 @@ import { UpstreamPool } from './forward/pool.js';
 import { forward, type ForwardHooks, type ForwardOptions } from './forward/proxy.js';
 import { addForwardedHeaders } from './forward/headers.js';
 import type { Logger } from './telemetry/log.js';
+import { Admission, type AdmitDecision, type ClassLimiter } from './admit/index.js';
+import { Shaping, type Direction } from './shape/index.js';
+import type { TimerHandle } from './clock.js';
 
 /** Everything derived from one policy. Immutable once built. */
 export class Runtime {
@@ -79,12 +82,18 @@ export interface PipelineOptions {
   hooks?: ForwardHooks;
   /** Called once per finished request (metrics, tracing). */
   onDone?(ctx: RequestContext): void;
+  /** Metrics hook: bytes let through a class's bandwidth shaper. */
+  onShapedBytes?(className: string, direction: Direction, n: number): void;
 }
 
 /** One request waiting for a slot and then forwarded; the scheduler's Job. */
 class Exchange implements Job {
   queueEntry: Entry | undefined;
   private settled = false;
+  /** Set while held back by a rate limit with onLimit: queue. */
+  delay: TimerHandle | undefined;
+  private delayKey = '';
+  private delayLimiter: ClassLimiter | undefined;
 
   constructor(
     readonly ctx: RequestContext,
@@ -94,10 +103,30 @@ class Exchange implements Job {
 
   /** Client left: drop out of the queue at once; an in-flight forward notices by itself. */
   readonly onClose = (): void => {
+    if (this.delay) {
+      this.delay.cancel();
+      this.delay = undefined;
+      this.delayLimiter?.refund(this.delayKey);
+      this.p.finish(this.ctx, 'client_abort');
+      return;
+    }
     if (this.queueEntry) {
       this.p.scheduler.cancel(this);
       this.p.finish(this.ctx, 'client_abort');
     }
+  };
+
+  /** Holds the request back `d.ms` (its token is reserved), then submits it to the scheduler. */
+  hold(d: Extract<AdmitDecision, { kind: 'delay' }>): void {
+    this.delayKey = d.key;
+    this.delayLimiter = d.limiter;
+    this.delay = this.p.clock.setTimer(this.release, d.ms);
+  }
+
+  private readonly release = (): void => {
+    this.delay = undefined;
+    if (this.ctx.outcome !== undefined) return;
+    this.p.scheduler.submit(this, this.ctx.klass!, this.ctx.route!.upstream);
   };
 
   grant(permit: Permit): void {
@@ -142,6 +171,8 @@ class Exchange implements Job {
 export class Pipeline {
   private rt: Runtime;
   readonly scheduler: Scheduler;
+  readonly admission: Admission;
+  readonly shaping: Shaping;
   readonly clock: Clock;
   readonly log: Logger;
   readonly forwardOptions: ForwardOptions;
@@ -155,11 +186,15 @@ export class Pipeline {
     this.debug = opts.log.isLevelEnabled('debug');
     this.rt = new Runtime(policy, undefined, opts.clock);
     this.scheduler = new Scheduler(policy, opts.clock);
+    this.admission = new Admission(policy, { clock: opts.clock, log: opts.log });
+    this.shaping = new Shaping(policy, {
+      clock: opts.clock,
+      ...(opts.onShapedBytes ? { onShapedBytes: opts.onShapedBytes } : {}),
+    });
     this.forwardOptions = {
       clock: opts.clock,
       peerTrusted: (ctx) => this.rt.clientIp.peerTrusted(ctx.peer),
-      hooks: opts.hooks ?? {},
-
+      hooks: withShaping(opts.hooks ?? {}, this.shaping),
     };
   }
 
@@ -172,7 +207,15 @@ export class Pipeline {
     const old = this.rt;
     this.rt = new Runtime(policy, old, this.clock);
     this.scheduler.update(policy);
+    this.admission.update(policy);
+    this.shaping.update(policy);
     old.retire(this.rt);
+  }
+
+  /** Closes what outlives requests: Redis connections, limiter sweepers, shaper timers. */
+  close(): void {
+    this.admission.close();
+    this.shaping.close();
   }
 
   /** Set when shutdown begins: HTTP/1.1 answers then ask the client to close the connection. */
@@ -212,6 +255,28 @@ export class Pipeline {
     const ex = new Exchange(ctx, rt, this);
     ctx.res.once('close', ex.onClose);
     ctx.queuedAt = this.clock.now();
+    if (d.klass.rateLimit) {
+      let v = this.admission.admit(ctx, d.klass);
+      if (v instanceof Promise) {
+        v = await v;
+        if (ctx.res.destroyed) {
+          // The client left while Redis answered.
+          ctx.res.off('close', ex.onClose);
+          this.finish(ctx, 'client_abort');
+          return;
+        }
+      }
+      if (v.kind === 'reject') {
+        const cs = this.scheduler.classState(d.klass.name);
+        if (cs) cs.rejected.rate_limited++;
+        ex.reject(v.error, 'rate_limited');
+        return;
+      }
+      if (v.kind === 'delay') {
+        ex.hold(v);
+        return;
+      }
+    }
     this.scheduler.submit(ex, d.klass, ctx.route!.upstream);
   }
 
@@ -305,6 +370,22 @@ function outcomeOf(err: ProxyError): Outcome {
     default:
       return 'upstream_error';
   }
+}
+
+/** The caller's hooks plus bandwidth shaping (shaping runs after any responseBody hook given). */
+function withShaping(hooks: ForwardHooks, shaping: Shaping): ForwardHooks {
+  const prevBody = hooks.responseBody;
+  const prevReq = hooks.requestBody;
+  return {
+    ...hooks,
+    responseBody: prevBody ? (ctx, body) => shaping.responseBody(ctx, prevBody(ctx, body) as IncomingMessage) : shaping.responseBody,
+    requestBody: prevReq
+      ? (ctx, up) => {
+          prevReq(ctx, up);
+          shaping.requestBody(ctx, up);
+        }
+      : shaping.requestBody,
+  };
 }
 
 function round(n: number): number {

@@ -19,6 +19,11 @@ export interface ForwardHooks {
   onUpstreamHeaders?(ctx: RequestContext, headers: OutgoingHttpHeaders): void;
   /** Returns the stream the response body is piped through (bandwidth shaping); identity when absent. */
   responseBody?(ctx: RequestContext, body: IncomingMessage): NodeJS.ReadableStream;
+  /**
+   * Called with the upstream request before the request body is written to it
+   * (upload shaping wraps its write/end; http2-proxy pauses the client on a false write and resumes on 'drain').
+   */
+  requestBody?(ctx: RequestContext, upstreamReq: ClientRequest): void;
 }
 
 export interface ForwardOptions {
@@ -56,6 +61,8 @@ function onReq(req: InboundRequest, options: RequestOptions): ClientRequest {
   a.upstreamReq = up;
   if (a.policy.limits.maxBodySize !== Infinity) limitBody(up, a);
   if (hasPendingBody(req)) watchBody(req, a);
+  // After limitBody: shaped pieces are what gets counted against maxBodySize.
+  a.opts.hooks.requestBody?.(a.ctx, up);
   a.ctx.upstreamStart = a.opts.clock.now();
   const up2 = a.pool.upstream;
   // A fresh connection must be made within connectTimeout; the whole exchange must
