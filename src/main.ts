@@ -48,12 +48,14 @@ export class Sluice {
         maxHeaderSize: policy.limits.maxHeaderSize,
         headersTimeoutMs: policy.timeouts.requestHeadersMs,
         keepAliveTimeoutMs: policy.timeouts.keepAliveMs,
+        maxConcurrentStreams: policy.limits.http2MaxConcurrentStreams,
       },
       this.log,
     );
     this.admin = createAdminServer({
       status: () => this.status(),
       reload: () => this.reload(),
+      reloadToken: () => this.policy.admin.token,
     });
   }
 
