@@ -15,8 +15,10 @@ import { scenario as s3 } from './scenarios/s3-http2.js';
 import { scenario as s4 } from './scenarios/s4-priority-overload.js';
 import { scenario as s5 } from './scenarios/s5-bandwidth.js';
 import { scenario as s6 } from './scenarios/s6-queue-scale.js';
+import { scenario as s7 } from './scenarios/s7-ratelimit.js';
+import { scenario as s8 } from './scenarios/s8-memory.js';
 
-const SCENARIOS: Scenario[] = [s1, s2, s3, s4, s5, s6];
+const SCENARIOS: Scenario[] = [s1, s2, s3, s4, s5, s6, s7, s8];
 
 const argv = process.argv.slice(2);
 const opt = (name: string): string | undefined => {

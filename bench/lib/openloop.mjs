@@ -10,6 +10,9 @@
 // timeout) and prints one JSON object on stdout:
 //   { durationS, classes: { NAME: { sent, ok, rejected, backendOverload,
 //     otherStatus: {code: n}, errors, timeouts, p50ms, p99ms, okPerSec } } }
+// sendWindowS = time from the first scheduled send to the last actual send;
+// answerWindowS = time from the first response to the last one.
+// --url may be given several times: requests go round-robin over the URLs.
 // okPerSec = 2xx responses / windowS (send phase + drain until the last response).
 // rejected = 503/429 answered by the proxy; backendOverload = the fragile
 // backend's own 503 (body "backend overload"), passed through.
@@ -20,7 +23,11 @@ const opt = (n, d) => {
   const i = argv.indexOf(`--${n}`);
   return i >= 0 ? argv[i + 1] : d;
 };
-const url = new URL(opt('url'));
+const urls = [];
+for (let i = 0; i < argv.length; i++) if (argv[i] === '--url') urls.push(new URL(argv[i + 1]));
+let nextUrl = 0;
+let lastSend = 0;
+let firstDone = 0;
 const durationS = Number(opt('duration', '10'));
 const timeoutMs = Number(opt('timeout-ms', '10000'));
 const classes = [];
@@ -49,9 +56,13 @@ function send(cls, scheduled) {
     if (!finished) {
       finished = true;
       lastDone = nowMs();
+      if (firstDone === 0) firstDone = lastDone;
       outstanding--;
     }
   };
+  const url = urls[nextUrl];
+  nextUrl = (nextUrl + 1) % urls.length;
+  lastSend = nowMs();
   const req = http.request(
     { host: url.hostname, port: url.port, path: url.pathname, method: 'GET', agent, headers: { 'x-tier': cls } },
     (res) => {
@@ -122,7 +133,7 @@ function report() {
   // throughput is over the whole window in which responses arrived: the send
   // phase plus the drain of queued requests after it
   const windowS = Math.max(durationS, (lastDone - t0) / 1000);
-  const out = { durationS, windowS, outstandingAtEnd: outstanding, classes: {} };
+  const out = { durationS, windowS, sendWindowS: (lastSend - t0) / 1000, answerWindowS: (lastDone - firstDone) / 1000, outstandingAtEnd: outstanding, classes: {} };
   for (const c of classes) {
     const st = stats[c.name];
     const sorted = Float64Array.from(st.lat).sort();

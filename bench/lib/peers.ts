@@ -57,6 +57,7 @@ export interface NginxOpts {
   h2?: boolean; // inbound HTTP/2 cleartext (prior knowledge)
   limitRate?: string; // e.g. '1m' (per connection)
   maxConns?: number; // upstream server max_conns
+  httpExtra?: string; // extra directives inside http { } (e.g. a map for a per-request limit_rate)
 }
 
 export async function startNginx(tmp: string, backendPort: number, o: NginxOpts = {}, name = 'nginx'): Promise<Peer> {
@@ -80,7 +81,7 @@ http {
   keepalive_requests 1000000;
   keepalive_timeout 65s;
   client_max_body_size 0;
-  upstream backend {
+${o.httpExtra ? `${o.httpExtra.trimEnd()}\n` : ''}  upstream backend {
     server 127.0.0.1:${backendPort}${o.maxConns ? ` max_conns=${o.maxConns}` : ''};
     keepalive 256;
     keepalive_requests 1000000;
@@ -163,6 +164,24 @@ export async function startHttp2Proxy(backendPort: number, o: { h2?: boolean } =
   if (o.h2) args.push('--h2');
   const server = await startServer({ name, cmd: 'node', args, cwd: REPO, ready: /peer listening (\d+)/, core: PROXY_CORE });
   return { name, port: server.port, pid: server.pid, command: pinned('node', args), server, stop: server.stop };
+}
+
+export interface Redis {
+  port: number;
+  url: string;
+  pid: number;
+  command: string;
+  server: Server;
+}
+
+/** A redis-server on a random free loopback port, no persistence (unpinned: it is shared infrastructure, not a peer). */
+export async function startRedis(tmp: string, name = 'redis'): Promise<Redis> {
+  const dir = path.join(tmp, name);
+  mkdirSync(dir, { recursive: true });
+  const port = await freePort();
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no'];
+  const server = await startServer({ name, cmd: 'redis-server', args, port });
+  return { port, url: `redis://127.0.0.1:${port}`, pid: server.pid, command: shellLine('redis-server', args), server };
 }
 
 // SLUICE_CLI=/path/to/dist/cli.js benchmarks another build of sluice.

@@ -1,7 +1,7 @@
 // Process helpers: spawn servers and wait for their ready line, pin to cores,
 // sample RSS and CPU time from /proc, run a command and capture its output.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import net from 'node:net';
 
 export const CLK_TCK = 100; // getconf CLK_TCK on Linux x86_64
@@ -12,6 +12,8 @@ export interface Server {
   pid: number;
   port: number;
   match: RegExpMatchArray;
+  /** stdout so far (the first 20,000 characters) */
+  stdout: () => string;
   stderr: () => string;
   stop: () => Promise<void>;
 }
@@ -120,13 +122,15 @@ export async function startServer(o: StartOpts): Promise<Server> {
       });
       if (!o.port) port = Number(match[1]);
     } else {
-      proc.stdout!.resume();
+      proc.stdout!.on('data', (d: string) => {
+        if (out.length < 20_000) out += d;
+      });
       const early = new Promise<never>((_, reject) =>
         proc.once('exit', (code) => reject(new Error(`${o.name}: exited (code ${code}) before ready; stderr=${JSON.stringify(err.slice(0, 1500))}`))),
       );
       await Promise.race([waitForPort(port, timeoutMs), early]);
     }
-    return { name: o.name, proc, pid: proc.pid!, port, match, stderr: () => err, stop };
+    return { name: o.name, proc, pid: proc.pid!, port, match, stdout: () => out, stderr: () => err, stop };
   } catch (e) {
     await stop();
     throw e;
@@ -186,6 +190,25 @@ export function rssBytes(pids: number[]): number {
     }
   }
   return kb * 1024;
+}
+
+/** Number of open file descriptors of pid that are sockets (readlink /proc/PID/fd/* = socket:[…]). */
+export function socketCount(pid: number): number {
+  let n = 0;
+  let fds: string[];
+  try {
+    fds = readdirSync(`/proc/${pid}/fd`);
+  } catch {
+    return NaN;
+  }
+  for (const fd of fds) {
+    try {
+      if (readlinkSync(`/proc/${pid}/fd/${fd}`).startsWith('socket:')) n++;
+    } catch {
+      /* closed meanwhile */
+    }
+  }
+  return n;
 }
 
 /** Samples a process tree while a measurement runs: peak RSS and CPU seconds used. */
