@@ -29,9 +29,16 @@ export interface PeerStats {
   samples: Sample[];
 }
 
-export async function startAll(ctx: Ctx, starters: [string, () => Promise<Peer>][]): Promise<PeerSlot[]> {
+export const QUICK_SKIPPED = 'skipped in quick mode';
+
+/** Start every peer; in quick mode only those named in `quickOnly` (when given): the others are marked skipped. */
+export async function startAll(ctx: Ctx, starters: [string, () => Promise<Peer>][], opts: { quickOnly?: string[] } = {}): Promise<PeerSlot[]> {
   const out: PeerSlot[] = [];
   for (const [name, start] of starters) {
+    if (ctx.quick && opts.quickOnly && !opts.quickOnly.includes(name)) {
+      out.push({ name, notRun: QUICK_SKIPPED });
+      continue;
+    }
     try {
       out.push({ name, peer: await start() });
       ctx.log(`  started ${name}`);

@@ -54,7 +54,7 @@ export const scenario: Scenario = {
       ['sluice', sluiceReason ? notRun(sluiceReason) : () => startSluice(ctx.tmp, oneClassPolicy(backend.port), 'sluice')],
       ['sluice-multiclass', sluiceReason ? notRun(sluiceReason) : () => startSluice(ctx.tmp, multiClassPolicy(backend.port), 'sluice-multiclass')],
       ['sluice-traced', sluiceReason ? notRun(sluiceReason) : () => startSluice(ctx.tmp, oneClassPolicy(backend.port), 'sluice-traced', otelEnv)],
-    ]);
+    ], { quickOnly: ['direct', 'nginx', 'haproxy', 'sluice'] });
     const commands: string[] = [backend.command];
     const configs: Record<string, string> = {};
     for (const s of slots) {

@@ -40,7 +40,7 @@ export const scenario: Scenario = {
   id: 'queue-scale',
   title: '6. Queue scale (10,000 concurrent slow requests held in queues)',
   async run(ctx: Ctx): Promise<Section> {
-    const holdS = ctx.quick ? 2 : 15;
+    const holdS = ctx.quick ? 1 : 15;
     const backend = await startBackend({ fragile: { slots: SLOTS, serviceMs: SERVICE_MS } });
     const notRun = (r: string) => async (): Promise<Peer> => {
       throw new Error(r);

@@ -65,7 +65,7 @@ export const scenario: Scenario = {
   id: 'ratelimit',
   title: `7. Rate-limit accuracy (10× the allowed rate; one instance, and two sharing Redis)`,
   async run(ctx: Ctx): Promise<Section> {
-    const duration = ctx.quick ? 3 : 10;
+    const duration = ctx.quick ? 2 : 10;
     const backend = await startBackend();
     const commands = [backend.command];
     const configs: Record<string, string> = {};

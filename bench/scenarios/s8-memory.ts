@@ -96,7 +96,7 @@ export const scenario: Scenario = {
   id: 'memory',
   title: '8. Memory under limits (100 shaped 100 MB downloads; 1,000,000 rate-limit keys)',
   async run(ctx: Ctx): Promise<Section> {
-    const seconds = ctx.quick ? 3 : 15;
+    const seconds = ctx.quick ? 2 : 15;
     // quick: the key bench runs once (it takes ~10 s); full: ctx.reps times
     const keyReps = ctx.quick ? 1 : ctx.reps;
     const commands: string[] = [];
