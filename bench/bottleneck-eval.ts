@@ -6,7 +6,7 @@
  * Run: node --expose-gc --import tsx bench/bottleneck-eval.ts   (needs redis-server)
  */
 import Bottleneck from 'bottleneck';
-import { startRedis } from './limits-common.js';
+import { startRedis } from '../test/helpers/redis.js';
 
 const gc = (globalThis as { gc?: () => void }).gc ?? (() => {});
 {

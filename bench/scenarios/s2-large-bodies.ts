@@ -39,7 +39,7 @@ export const scenario: Scenario = {
       ['http-proxy', () => startHttpProxy(backend.port)],
       ['http2-proxy', () => startHttp2Proxy(backend.port)],
       ['sluice', ctx.sluice.ok ? () => startSluice(ctx.tmp, oneClassPolicy(backend.port), 'sluice-large') : notRun(ctx.sluice.reason!)],
-    ], { quickOnly: ['nginx', 'haproxy', 'sluice'] });
+    ], { quickOnly: ['nginx', 'sluice'] });
     const commands = [backend.command];
     for (const s of slots) if (s.peer) commands.push(`# ${s.name}: ${s.peer.command}`);
     commands.push(

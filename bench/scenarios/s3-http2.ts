@@ -39,7 +39,7 @@ export const scenario: Scenario = {
       ['haproxy', () => startHaproxy(ctx.tmp, backend.port, { h2: true }, 'haproxy-h2')],
       ['http2-proxy', () => startHttp2Proxy(backend.port, { h2: true })],
       ['sluice', ctx.sluice.ok ? () => startSluice(ctx.tmp, oneClassPolicy(backend.port), 'sluice-h2') : notRun(ctx.sluice.reason!)],
-    ], { quickOnly: ['nginx', 'haproxy', 'sluice'] });
+    ], { quickOnly: ['nginx', 'sluice'] });
     const log = path.join(ctx.tmp, 'h2load.log');
     const commands = [backend.command, `# direct-h2: ${h2backend.command}`];
     const configs: Record<string, string> = {};

@@ -62,7 +62,7 @@ export const scenario: Scenario = {
       ['haproxy priority-class', () => startHaproxy(ctx.tmp, backend.port, { maxconn: SLOTS, timeoutQueue: queueTimeout, priorityByTier: true }, 'haproxy-prio')],
       ['sluice one class (FIFO)', sluiceStart(oneClassPolicy(backend.port, { maxConcurrent: SLOTS, queue: { size: 10000, timeout: queueTimeout } }), 'sluice-fifo')],
       ['sluice premium/free', sluiceStart(priorityPolicy(backend.port, SLOTS, queueTimeout), 'sluice-prio')],
-    ], { quickOnly: ['haproxy priority-class', 'sluice one class (FIFO)', 'sluice premium/free'] });
+    ], { quickOnly: ['haproxy priority-class', 'sluice premium/free'] });
     const genArgs = (port: number): string[] => [
       'bench/lib/openloop.mjs',
       '--url',

@@ -109,7 +109,7 @@ export const scenario: Scenario = {
     const slots = await startAll(ctx, [
       ['nginx limit_rate (per connection)', () => startNginx(ctx.tmp, backend.port, { limitRate: '$bench_rate', httpExtra: NGINX_MAP }, 'nginx-bw')],
       ['sluice bandwidth.download (per class)', ctx.sluice.ok ? () => startSluice(ctx.tmp, sluiceBandwidthPolicy(backend.port), 'sluice-bw') : notRun(ctx.sluice.reason!)],
-    ]);
+    ], { quickOnly: ['sluice bandwidth.download (per class)'] });
     const commands = [backend.command];
     const configs: Record<string, string> = {};
     for (const s of slots) {
