@@ -253,7 +253,8 @@ export class Pipeline {
       this.finish(ctx, 'client_abort');
       return;
     }
-    const max = rt.policy.limits.maxBodySize;
+    const max = Math.min(ctx.route!.maxBodySize, d.klass.maxBodySize);
+    ctx.maxBodySize = max;
     if (max !== Infinity) {
       // A declared length over the limit is refused before it takes a slot or reaches the upstream.
       const declared = Number(ctx.req.headers['content-length'] ?? 0);

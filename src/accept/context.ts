@@ -63,6 +63,8 @@ export class RequestContext {
   upstreamHeadersAt = 0;
   outcome: Outcome | undefined;
   status = 0;
+  /** Request body limit for this request: the smaller of its route's and its class's. */
+  maxBodySize = Infinity;
   /** Claims of a verified JWT, when identity is configured and the token checks out. */
   claims: Record<string, unknown> | undefined;
 
