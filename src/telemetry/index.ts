@@ -1,0 +1,61 @@
+/**
+ * The telemetry stage's interface to the rest of sluice: metrics (always on),
+ * tracing (only when OTEL_* configures an exporter) and the request log's
+ * trace fields. The pipeline sees two things: `onDone` (called once per
+ * finished request) and `forwardHooks` (the upstream headers hook, present
+ * only when tracing is on, so that the hot path has nothing to call otherwise).
+ */
+import type { RequestContext } from '../accept/context.js';
+import type { Clock } from '../clock.js';
+import type { ForwardHooks } from '../forward/proxy.js';
+import type { SchedulerStatus } from '../schedule/scheduler.js';
+import { Metrics } from './metrics.js';
+import { Tracing } from './tracing.js';
+
+export { Metrics, recordShapedBytes, type ShapedDirection } from './metrics.js';
+export { Tracing, RequestTrace, tracesExporterFromEnv } from './tracing.js';
+export { INSTRUMENTS } from './instruments.js';
+
+export interface TelemetryOptions {
+  clock: Clock;
+  /** Environment read for OTEL_* settings. Default: process.env. */
+  env?: NodeJS.ProcessEnv;
+  /** Reported as `service.version` on spans. Default: none. */
+  version?: string;
+}
+
+export class Telemetry {
+  readonly metrics: Metrics;
+  /** Undefined when no trace exporter is configured. */
+  readonly tracing: Tracing | undefined;
+  /** Hooks for the forward stage; empty when tracing is off. */
+  readonly forwardHooks: ForwardHooks;
+  private readonly clock: Clock;
+
+  constructor(opts: TelemetryOptions) {
+    const env = opts.env ?? process.env;
+    this.clock = opts.clock;
+    this.metrics = new Metrics({ serviceName: env.OTEL_SERVICE_NAME || 'sluice' });
+    this.metrics.activate();
+    this.tracing = Tracing.fromEnv(env, { clock: opts.clock, version: opts.version });
+    this.forwardHooks = this.tracing ? { onUpstreamHeaders: this.tracing.onUpstreamHeaders } : {};
+  }
+
+  /** Registers the queue and in-flight gauges. */
+  observe(status: () => SchedulerStatus): void {
+    this.metrics.observe(status);
+  }
+
+  /** PipelineOptions.onDone: once per finished request, after `ctx.outcome` is set. */
+  readonly onDone = (ctx: RequestContext): void => {
+    const now = this.clock.now();
+    const outcome = ctx.outcome!;
+    this.metrics.record(ctx, outcome, now);
+    if (this.tracing) this.tracing.finish(ctx, outcome, now);
+  };
+
+  /** Flushes spans and stops the SDKs. Safe to call more than once. */
+  async shutdown(): Promise<void> {
+    await Promise.all([this.tracing?.shutdown(), this.metrics.shutdown()]);
+  }
+}
