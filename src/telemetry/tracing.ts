@@ -39,6 +39,8 @@ import { systemClock, type Clock } from '../clock.js';
 export class RequestTrace {
   client: Span | undefined = undefined;
   queueDone = false;
+  /** Response body bytes sent to the client (counted only while tracing). */
+  bytes = 0;
   constructor(readonly server: Span) {}
 
   get traceId(): string {
@@ -72,6 +74,20 @@ export interface TracingOptions {
   version?: string;
   /** The clock of the request timestamps (performance.now() based). Default: the system clock. */
   clock?: Clock;
+}
+
+const kTrace = Symbol('sluice.trace');
+type Tagged = object & { [kTrace]?: RequestTrace };
+
+/** 'pipe' on the client response: count what the source emits. Module-level so no closure per request. */
+function onPipe(this: Tagged, src: NodeJS.ReadableStream): void {
+  (src as Tagged)[kTrace] = this[kTrace];
+  src.on('data', countBytes);
+}
+
+function countBytes(this: Tagged, chunk: Buffer | string): void {
+  const t = this[kTrace];
+  if (t) t.bytes += chunk.length;
 }
 
 function epoch(t: number): number {
@@ -135,6 +151,11 @@ export class Tracing {
     const client = this.tracer.startSpan(ctx.method, { kind: SpanKind.CLIENT, startTime: epoch(now), attributes: attrs }, parent);
     t.client = client;
     propagation.inject(trace.setSpan(ROOT_CONTEXT, client), headers, defaultTextMapSetter);
+    if (t.bytes === 0 && !(ctx.res as Tagged)[kTrace]) {
+      // Count the response body as it is piped to the client (after shaping, if any).
+      (ctx.res as Tagged)[kTrace] = t;
+      ctx.res.once('pipe', onPipe);
+    }
   };
 
   /** Ends the request's spans. `now` is on the context's clock. */
@@ -178,8 +199,7 @@ export class Tracing {
       if (outcome === 'forwarded' && ctx.upstreamHeadersAt > 0) {
         // Body transfer after the upstream's headers: where bandwidth shaping shows.
         a['sluice.response.transfer_ms'] = now - ctx.upstreamHeadersAt;
-        const len = ctx.res.getHeader('content-length');
-        if (len !== undefined) a['http.response.body.size'] = Number(len);
+        a['http.response.body.size'] = t.bytes;
       }
       server.setAttributes(a);
       if (ctx.status >= 500) server.setStatus({ code: SpanStatusCode.ERROR, message: outcome });
