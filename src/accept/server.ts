@@ -46,7 +46,8 @@ export class Listener {
     this.http1.on('upgrade', handlers.upgrade);
     this.http1.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
       // Node's default answers 400/431; keep it, but never let a bad client throw.
-      if (!socket.writable || (socket as Socket).bytesWritten > 0) {
+      // A parse error comes between requests on a keep-alive socket, so an answer can still be written.
+      if (!socket.writable || err.code === 'ECONNRESET') {
         socket.destroy();
         return;
       }

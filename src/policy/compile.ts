@@ -6,6 +6,7 @@ import type { RawPolicy, RawClass, RawUpstream, RawValueMatcher, RawClassMatch }
 import type { ClassPolicy, Policy, RoutePolicy, UpstreamPolicy, RateLimitPolicy, BandwidthPolicy, Target } from './types.js';
 import { parseCidr, parseDuration, parseRate, parseSize, type Cidr } from './units.js';
 import type { PolicyIssue, Positions, LoadResult } from './load.js';
+import { referencedPath } from './files.js';
 
 type Path = (string | number)[];
 
@@ -173,7 +174,7 @@ function compileClass(k: RawClass, i: number, c: Checker): ClassPolicy {
   });
 }
 
-export function compilePolicy(raw: RawPolicy, file: string, pos: Positions): LoadResult {
+export function compilePolicy(raw: RawPolicy, file: string, pos: Positions, files: ReadonlyMap<string, string>): LoadResult {
   const c = new Checker(pos);
 
   c.unique(raw.upstreams.map((u) => u.name), (i) => ['upstreams', i, 'name'], 'upstream');
@@ -240,12 +241,35 @@ export function compilePolicy(raw: RawPolicy, file: string, pos: Positions): Loa
     const j = raw.identity.jwt;
     const sources = [j.secret, j.secretFile, j.jwksFile].filter((s) => s !== undefined).length;
     if (sources !== 1) c.fail(['identity', 'jwt'], 'give exactly one of secret, secretFile or jwksFile');
-    for (const [k, v] of Object.entries(j)) if (k === 'algorithms') for (const a of v as string[]) if (!/^(HS|RS|PS|ES)(256|384|512)$|^EdDSA$/.test(a)) c.fail(['identity', 'jwt', 'algorithms'], `unknown JWT algorithm '${a}'`);
+    (j.algorithms ?? []).forEach((a, i) => {
+      if (!/^(HS|RS|PS|ES)(256|384|512)$|^EdDSA$/.test(a)) c.fail(['identity', 'jwt', 'algorithms', i], `unknown JWT algorithm '${a}'`);
+    });
+    let secret = j.secret;
+    let jwks: { keys: unknown[] } | undefined;
+    if (j.secretFile !== undefined) {
+      const text = files.get(referencedPath(file, j.secretFile));
+      if (text === undefined) c.fail(['identity', 'jwt', 'secretFile'], `cannot read ${j.secretFile}`);
+      else secret = text.trim();
+    }
+    if (j.jwksFile !== undefined) {
+      const text = files.get(referencedPath(file, j.jwksFile));
+      if (text === undefined) c.fail(['identity', 'jwt', 'jwksFile'], `cannot read ${j.jwksFile}`);
+      else {
+        try {
+          const parsed = JSON.parse(text) as { keys?: unknown };
+          if (!Array.isArray(parsed.keys)) throw new Error('no "keys" list');
+          jwks = { keys: parsed.keys };
+        } catch (err) {
+          c.fail(['identity', 'jwt', 'jwksFile'], `${j.jwksFile} is not a JWKS: ${(err as Error).message}`);
+        }
+      }
+    }
     identity = Object.freeze({
       jwt: Object.freeze({
         header: (j.header ?? 'authorization').toLowerCase(),
         ...(j.cookie !== undefined ? { cookie: j.cookie } : {}),
-        ...(j.secret !== undefined ? { secret: new TextEncoder().encode(j.secret) } : {}),
+        ...(secret !== undefined ? { secret: new TextEncoder().encode(secret) } : {}),
+        ...(jwks !== undefined ? { jwks } : {}),
         ...(j.issuer !== undefined ? { issuer: j.issuer } : {}),
         ...(j.audience !== undefined ? { audience: j.audience } : {}),
         ...(j.algorithms !== undefined ? { algorithms: Object.freeze([...j.algorithms]) } : {}),

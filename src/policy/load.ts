@@ -3,6 +3,7 @@
  * typed `Policy`. Every problem carries FILE:LINE:COL and the key path.
  */
 import { readFile } from 'node:fs/promises';
+import { referencedPath } from './files.js';
 import { LineCounter, parseDocument, isMap, isPair, isScalar, type Document, type Node } from 'yaml';
 import { validateSchema } from './validate.js';
 import { compilePolicy } from './compile.js';
@@ -65,7 +66,11 @@ export class Positions {
   }
 }
 
-export function parsePolicy(text: string, file: string): LoadResult {
+/**
+ * Parses policy text. `files` holds the contents of files the policy refers to
+ * (identity secretFile/jwksFile), read beforehand so that parsing stays synchronous.
+ */
+export function parsePolicy(text: string, file: string, files: ReadonlyMap<string, string> = new Map()): LoadResult {
   const lc = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lc, prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length > 0) {
@@ -81,9 +86,12 @@ export function parsePolicy(text: string, file: string): LoadResult {
   const raw: unknown = doc.toJS({ maxAliasCount: 100 }) ?? {};
   const schemaIssues = validateSchema(raw);
   if (schemaIssues.length > 0) {
-    return { ok: false, issues: schemaIssues.map((s) => positions.issue(s.path, s.message, s.atKey)) };
+    const issues = schemaIssues.map((s) => positions.issue(s.path, s.message, s.atKey));
+    return { ok: false, issues: issues.sort((a, b) => a.line - b.line || a.col - b.col) };
   }
-  return compilePolicy(raw as RawPolicy, file, positions);
+  const r = compilePolicy(raw as RawPolicy, file, positions, files);
+  if (!r.ok) r.issues.sort((a, b) => a.line - b.line || a.col - b.col);
+  return r;
 }
 
 /** Reads and loads a policy file. Async so that reloads never block the event loop. */
@@ -94,5 +102,26 @@ export async function loadPolicyFile(file: string): Promise<LoadResult> {
   } catch (err) {
     return { ok: false, issues: [{ file, line: 1, col: 1, path: '', message: `cannot read policy: ${(err as Error).message}` }] };
   }
-  return parsePolicy(text, file);
+  return parsePolicy(text, file, await referencedFiles(text, file));
+}
+
+async function referencedFiles(text: string, file: string): Promise<Map<string, string>> {
+  const out = new Map<string, string>();
+  let raw: unknown;
+  try {
+    raw = parseDocument(text).toJS();
+  } catch {
+    return out;
+  }
+  const jwt = (raw as { identity?: { jwt?: { secretFile?: unknown; jwksFile?: unknown } } } | null)?.identity?.jwt;
+  for (const ref of [jwt?.secretFile, jwt?.jwksFile]) {
+    if (typeof ref !== 'string') continue;
+    const path = referencedPath(file, ref);
+    try {
+      out.set(path, await readFile(path, 'utf8'));
+    } catch {
+      // Missing files are reported by compile, with the key's position.
+    }
+  }
+  return out;
 }

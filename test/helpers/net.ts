@@ -1,0 +1,53 @@
+import { createServer } from 'node:net';
+import { request } from 'node:http';
+import { spawn } from 'node:child_process';
+
+/** A loopback port nothing listens on (bound, then released). */
+export async function closedPort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as { port: number }).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+export async function getJson<T = unknown>(url: string): Promise<T> {
+  const r = await fetch(url);
+  return (await r.json()) as T;
+}
+
+/** Polls until fn returns true or the timeout passes. */
+export async function waitFor(fn: () => boolean | Promise<boolean>, timeoutMs = 5000, what = 'condition'): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (Date.now() < end) {
+    if (await fn()) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** Starts an HTTP/1.1 request and aborts it after ms; resolves when aborted. */
+export function abortAfter(url: string, ms: number, headers: Record<string, string> = {}): Promise<void> {
+  return new Promise((resolve) => {
+    const req = request(url, { headers, agent: false });
+    req.on('error', () => resolve());
+    req.on('response', (res) => res.resume());
+    req.end();
+    setTimeout(() => {
+      req.destroy();
+      resolve();
+    }, ms);
+  });
+}
+
+export function run(cmd: string, args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.setEncoding('utf8').on('data', (d: string) => (stdout += d));
+    p.stderr.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+    p.on('error', (err) => resolve({ code: -1, stdout, stderr: String(err) }));
+    p.on('exit', (code) => resolve({ code, stdout, stderr }));
+  });
+}
