@@ -5,6 +5,7 @@
  */
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { connect } from 'node:http2';
 import { startBackend, type Backend } from '../helpers/backend.js';
 import { startSluice, type RunningSluice } from '../helpers/sluice.js';
 import { startOtlpReceiver, SpanKind, StatusCode, type OtlpReceiver, type ReceivedSpan } from '../helpers/otlp-receiver.js';
@@ -124,7 +125,7 @@ for (const protocol of ['http/json', 'http/protobuf'] as const) {
       assert.equal(typeof a['sluice.queue.wait_ms'], 'number');
       assert.ok((a['sluice.queue.wait_ms'] as number) < 100);
       assert.equal(typeof a['sluice.response.transfer_ms'], 'number');
-      assert.ok((a['http.response.body.size'] as number) > 0, 'content-length of the response');
+      assert.equal(a['http.response.body.size'], Buffer.byteLength(r.body), 'body bytes sent to the client');
       assert.notEqual(server.status.code, StatusCode.ERROR);
 
       const queue = child(all, server, 'queue');
@@ -168,6 +169,30 @@ for (const protocol of ['http/json', 'http/protobuf'] as const) {
       assert.equal(server.traceState, 'vendor=abc');
       const client = all.find((s) => s.kind === SpanKind.CLIENT)!;
       assert.equal(tp.spanId, client.spanId);
+    });
+
+    test('HTTP/2 (h2c): protocol version 2, body size counted, traceparent injected', async () => {
+      const session = connect(sluice.url);
+      try {
+        const { status, body } = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+          const s = session.request({ ':path': '/over-h2', ':method': 'GET' });
+          let status = 0;
+          let body = '';
+          s.on('response', (h) => (status = Number(h[':status'])));
+          s.setEncoding('utf8').on('data', (d: string) => (body += d));
+          s.on('end', () => resolve({ status, body }));
+          s.on('error', reject);
+        });
+        assert.equal(status, 200);
+        const tp = parseTraceparent((JSON.parse(body) as Echo).headers.traceparent);
+        const { server, all } = await traceOf(receiver, '/over-h2', 3);
+        assert.equal(server.attributes['network.protocol.version'], '2');
+        assert.equal(server.attributes['http.response.body.size'], Buffer.byteLength(body));
+        assert.equal(tp.traceId, server.traceId);
+        assert.equal(tp.spanId, all.find((s) => s.kind === SpanKind.CLIENT)!.spanId);
+      } finally {
+        session.close();
+      }
     });
 
     test('a queued request: the queue span covers the wait', async () => {
