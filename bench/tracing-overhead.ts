@@ -2,7 +2,7 @@
  * Tracing overhead: the same proxy and load with tracing off, on (OTLP
  * http/protobuf to a local sink) and on but sampled out, measured with wrk.
  * Standalone: `node --import tsx bench/tracing-overhead.ts [--duration S]
- * [--connections N] [--rounds N]`. Needs `wrk` (apt-get install -y wrk) and a
+ * [--connections N] [--rounds N] [--baseline-cli OTHER/dist/cli.js]`. Needs `wrk` (apt-get install -y wrk) and a
  * built dist/ (`npm run build`; done here when missing).
  *
  * Processes: backend (child), sluice (child), wrk (child); the OTLP sink runs
@@ -26,6 +26,8 @@ const { values } = parseArgs({
     duration: { type: 'string', default: '8' },
     connections: { type: 'string', default: '32' },
     rounds: { type: 'string', default: '2' },
+    /** dist/cli.js of another build (e.g. before telemetry) to run as an extra "baseline" mode, tracing off. */
+    'baseline-cli': { type: 'string' },
   },
 });
 const DURATION = Number(values.duration);
@@ -108,6 +110,7 @@ function wrk(url: string, seconds: number): Run {
 interface Mode {
   name: string;
   env: NodeJS.ProcessEnv;
+  cli?: string;
 }
 
 async function main(): Promise<void> {
@@ -144,13 +147,14 @@ routes:
     { name: 'tracing on (otlp)', env: { ...base, ...otlp } },
     { name: 'tracing on, sampled out', env: { ...base, ...otlp, OTEL_TRACES_SAMPLER: 'always_off' } },
   ];
+  if (values['baseline-cli']) modes.unshift({ name: 'baseline build', env: base, cli: values['baseline-cli'] });
   const results = new Map<string, number[]>(modes.map((m) => [m.name, []]));
   const cpu = new Map<string, number[]>(modes.map((m) => [m.name, []]));
   process.stdout.write(`wrk -t1 -c${CONNECTIONS} -d${DURATION}s, ${ROUNDS} round(s), 256-byte responses, node ${process.version}\n`);
   try {
     for (let round = 0; round < ROUNDS; round++) {
       for (const mode of round % 2 === 0 ? modes : [...modes].reverse()) {
-        const p = spawn(process.execPath, [CLI, 'serve', '--config', config, '--port', '0', '--admin-port', '0', '--log-level', 'warn'], {
+        const p = spawn(process.execPath, [mode.cli ?? CLI, 'serve', '--config', config, '--port', '0', '--admin-port', '0', '--log-level', 'warn'], {
           stdio: ['ignore', 'pipe', 'inherit'],
           env: mode.env,
         });

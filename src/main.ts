@@ -73,6 +73,7 @@ export class Sluice {
 
   async start(): Promise<Addresses> {
     const p = this.policy;
+    await this.telemetry.startTracing();
     const proxy = await this.listener.listen(this.opts.port ?? p.listen.port, p.listen.host);
     const admin = await new Promise<{ host: string; port: number }>((resolve, reject) => {
       this.admin.once('error', reject);

@@ -26,19 +26,33 @@ export interface TelemetryOptions {
 
 export class Telemetry {
   readonly metrics: Metrics;
-  /** Undefined when no trace exporter is configured. */
-  readonly tracing: Tracing | undefined;
-  /** Hooks for the forward stage; empty when tracing is off. */
-  readonly forwardHooks: ForwardHooks;
+  /** Undefined until `startTracing()`, and after it when no trace exporter is configured. */
+  tracing: Tracing | undefined = undefined;
+  /**
+   * Hooks for the forward stage, handed to the pipeline at construction;
+   * `startTracing()` fills in `onUpstreamHeaders` when tracing is on.
+   */
+  readonly forwardHooks: ForwardHooks = {};
   private readonly clock: Clock;
+  private readonly env: NodeJS.ProcessEnv;
+  private readonly version: string | undefined;
+  private tracingStarted: Promise<void> | undefined;
 
   constructor(opts: TelemetryOptions) {
-    const env = opts.env ?? process.env;
+    this.env = opts.env ?? process.env;
     this.clock = opts.clock;
-    this.metrics = new Metrics({ serviceName: env.OTEL_SERVICE_NAME || 'sluice' });
+    this.version = opts.version;
+    this.metrics = new Metrics({ serviceName: this.env.OTEL_SERVICE_NAME || 'sluice' });
     this.metrics.activate();
-    this.tracing = Tracing.fromEnv(env, { clock: opts.clock, version: opts.version });
-    this.forwardHooks = this.tracing ? { onUpstreamHeaders: this.tracing.onUpstreamHeaders } : {};
+  }
+
+  /** Sets up tracing from OTEL_* (once; later calls wait for the first). */
+  startTracing(): Promise<void> {
+    this.tracingStarted ??= Tracing.fromEnv(this.env, { clock: this.clock, version: this.version }).then((t) => {
+      this.tracing = t;
+      if (t) this.forwardHooks.onUpstreamHeaders = t.onUpstreamHeaders;
+    });
+    return this.tracingStarted;
   }
 
   /** Registers the queue and in-flight gauges. */
@@ -56,6 +70,7 @@ export class Telemetry {
 
   /** Flushes spans and stops the SDKs. Safe to call more than once. */
   async shutdown(): Promise<void> {
+    await this.tracingStarted?.catch(() => undefined);
     await Promise.all([this.tracing?.shutdown(), this.metrics.shutdown()]);
   }
 }
