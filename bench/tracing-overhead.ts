@@ -178,14 +178,19 @@ routes:
     await stop(backend);
     sink.server.close();
   }
-  const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
-  const off = mean(results.get('tracing off')!);
-  const offCpu = mean(cpu.get('tracing off')!);
+  // Medians: one round disturbed by other work on a shared machine should not move the result.
+  const median = (xs: number[]): number => {
+    const v = [...xs].sort((a, b) => a - b);
+    const mid = v.length >> 1;
+    return v.length % 2 === 1 ? v[mid]! : (v[mid - 1]! + v[mid]!) / 2;
+  };
+  const off = median(results.get('tracing off')!);
+  const offCpu = median(cpu.get('tracing off')!);
   // CPU per request is the steadier number on a shared machine; req/s moves with everything else running.
-  process.stdout.write(`\n| mode | req/s (mean) | req/s vs off | sluice CPU µs/req | CPU vs off |\n|---|---:|---:|---:|---:|\n`);
+  process.stdout.write(`\n| mode | req/s (median) | req/s vs off | sluice CPU µs/req (median) | CPU vs off |\n|---|---:|---:|---:|---:|\n`);
   for (const m of modes) {
-    const v = mean(results.get(m.name)!);
-    const c = mean(cpu.get(m.name)!);
+    const v = median(results.get(m.name)!);
+    const c = median(cpu.get(m.name)!);
     process.stdout.write(`| ${m.name} | ${v.toFixed(0)} | ${(v / off).toFixed(3)} | ${c.toFixed(1)} | ${(c / offCpu).toFixed(3)} |\n`);
   }
   process.stdout.write(`\nOTLP sink received ${sink.requests()} export request(s), ${(sink.bytes() / 1e6).toFixed(1)} MB\n`);
