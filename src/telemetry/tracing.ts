@@ -160,7 +160,7 @@ export class Tracing {
     const client = this.tracer.startSpan(ctx.method, { kind: SpanKind.CLIENT, startTime: epoch(now), attributes: attrs }, parent);
     t.client = client;
     propagation.inject(trace.setSpan(ROOT_CONTEXT, client), headers, defaultTextMapSetter);
-    if (t.bytes === 0 && !(ctx.res as Tagged)[kTrace]) {
+    if (attrs !== undefined && !(ctx.res as Tagged)[kTrace]) {
       // Count the response body as it is piped to the client (after shaping, if any).
       (ctx.res as Tagged)[kTrace] = t;
       ctx.res.once('pipe', onPipe);
