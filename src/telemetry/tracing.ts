@@ -22,6 +22,8 @@ import {
   ROOT_CONTEXT,
   SpanKind,
   SpanStatusCode,
+  context,
+  diag,
   defaultTextMapGetter,
   defaultTextMapSetter,
   propagation,
@@ -227,6 +229,8 @@ export class Tracing {
     // Let a later start register fresh global providers.
     trace.disable();
     propagation.disable();
+    context.disable();
+    diag.disable();
   }
 
   /** The SERVER span, started at the request's arrival, continuing an incoming traceparent. */
