@@ -16,6 +16,7 @@ export const ErrorCodes = {
   HEADERS_TOO_LARGE: { status: 431, title: 'Request headers too large' },
   BODY_TOO_LARGE: { status: 413, title: 'Request body too large' },
   BAD_REQUEST: { status: 400, title: 'Bad request' },
+  REQUEST_TIMEOUT: { status: 408, title: 'Request body stalled' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof ErrorCodes;

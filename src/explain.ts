@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { loadPolicyFile, formatIssue } from './policy/load.js';
 import { RequestContext, type InboundRequest, type InboundResponse } from './accept/context.js';
 import { Runtime } from './pipeline.js';
+import { systemClock } from './clock.js';
 
 export async function explain(argv: string[], fail: (msg: string, code?: number) => never): Promise<void> {
   const { values } = parseArgs({
@@ -31,7 +32,7 @@ export async function explain(argv: string[], fail: (msg: string, code?: number)
   headers.host ??= 'localhost';
   const req = { method: values.method.toUpperCase(), url: values.path, headers, socket: { remoteAddress: values.ip } };
   const ctx = new RequestContext(req as unknown as InboundRequest, {} as InboundResponse, 0);
-  const rt = new Runtime(r.policy, undefined);
+  const rt = new Runtime(r.policy, undefined, systemClock);
   const d = await rt.decide(ctx);
   const out = {
     request: { method: ctx.method, path: values.path, host: ctx.host, clientIp: ctx.clientIp || values.ip },

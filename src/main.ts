@@ -51,7 +51,11 @@ export class Sluice {
     this.telemetry.observe(() => this.pipeline.scheduler.status());
     this.listener = new Listener(
       { request: this.pipeline.handle, upgrade: this.pipeline.upgrade },
-      { maxHeaderSize: policy.limits.maxHeaderSize },
+      {
+        maxHeaderSize: policy.limits.maxHeaderSize,
+        headersTimeoutMs: policy.timeouts.requestHeadersMs,
+        keepAliveTimeoutMs: policy.timeouts.keepAliveMs,
+      },
       this.log,
     );
     this.admin = createAdminServer({
@@ -87,7 +91,9 @@ export class Sluice {
 
   status(): unknown {
     const s = this.pipeline.scheduler.status();
-    return { policy: this.policy.source, ...s };
+    const pools = this.pipeline.runtime.pools;
+    const upstreams = s.upstreams.map((u) => ({ ...u, targets: pools.get(u.name)?.health() ?? [] }));
+    return { policy: this.policy.source, ...s, upstreams };
   }
 
   /** Re-reads the policy file. Invalid: the old policy keeps serving. */
@@ -116,21 +122,26 @@ export class Sluice {
 
   private async doStop(graceMs: number): Promise<void> {
     const closed = this.listener.stopAccepting();
+    this.pipeline.draining = true;
     this.listener.closeIdle();
+    this.log.info({ graceMs }, 'draining: no new connections; finishing in-flight and queued requests');
     const deadline = Date.now() + graceMs;
     while (Date.now() < deadline) {
       const s = this.pipeline.scheduler.status();
       if (s.inFlight === 0 && s.queued === 0) break;
       await new Promise((r) => setTimeout(r, 25));
     }
+    const left = this.pipeline.scheduler.status();
+    if (left.inFlight > 0 || left.queued > 0) this.log.warn({ inFlight: left.inFlight, queued: left.queued }, 'grace period over');
     this.pipeline.scheduler.rejectAll('SHUTTING_DOWN', 'sluice is shutting down');
-    this.listener.closeIdle();
-    await new Promise((r) => setTimeout(r, 10));
+    // Let the 503s just written reach their clients before the sockets are torn down.
+    await new Promise((r) => setTimeout(r, 50));
     this.listener.destroyAll();
     await closed;
     await new Promise<void>((r) => this.admin.close(() => r()));
     this.admin.closeAllConnections();
     this.pipeline.runtime.close();
+    this.pipeline.close();
     // Last: spans of the requests finished above are flushed to the exporter.
     await this.telemetry.shutdown().catch((err: unknown) => this.log.warn({ err }, 'telemetry shutdown failed'));
   }

@@ -21,6 +21,9 @@ import { UpstreamPool } from './forward/pool.js';
 import { forward, type ForwardHooks, type ForwardOptions } from './forward/proxy.js';
 import { addForwardedHeaders } from './forward/headers.js';
 import type { Logger } from './telemetry/log.js';
+import { Admission, type AdmitDecision, type ClassLimiter } from './admit/index.js';
+import { Shaping, type Direction } from './shape/index.js';
+import type { TimerHandle } from './clock.js';
 
 /** Everything derived from one policy. Immutable once built. */
 export class Runtime {
@@ -33,6 +36,7 @@ export class Runtime {
   constructor(
     readonly policy: Policy,
     previous: Runtime | undefined,
+    clock: Clock,
   ) {
     this.router = new Router(policy.routes);
     this.classifier = new Classifier(policy);
@@ -41,7 +45,11 @@ export class Runtime {
     const pools = new Map<string, UpstreamPool>();
     for (const u of policy.upstreams.values()) {
       const old = previous?.pools.get(u.name);
-      pools.set(u.name, old && old.sameAs(u) ? old : new UpstreamPool(u));
+      if (old && old.canServe(u)) {
+        // Timeouts and outlier settings are read per request, so the new ones apply at once.
+        old.upstream = u;
+        pools.set(u.name, old);
+      } else pools.set(u.name, new UpstreamPool(u, clock));
     }
     this.pools = pools;
   }
@@ -74,12 +82,18 @@ export interface PipelineOptions {
   hooks?: ForwardHooks;
   /** Called once per finished request (metrics, tracing). */
   onDone?(ctx: RequestContext): void;
+  /** Metrics hook: bytes let through a class's bandwidth shaper. */
+  onShapedBytes?(className: string, direction: Direction, n: number): void;
 }
 
 /** One request waiting for a slot and then forwarded; the scheduler's Job. */
 class Exchange implements Job {
   queueEntry: Entry | undefined;
   private settled = false;
+  /** Set while held back by a rate limit with onLimit: queue. */
+  delay: TimerHandle | undefined;
+  private delayKey = '';
+  private delayLimiter: ClassLimiter | undefined;
 
   constructor(
     readonly ctx: RequestContext,
@@ -89,10 +103,30 @@ class Exchange implements Job {
 
   /** Client left: drop out of the queue at once; an in-flight forward notices by itself. */
   readonly onClose = (): void => {
+    if (this.delay) {
+      this.delay.cancel();
+      this.delay = undefined;
+      this.delayLimiter?.refund(this.delayKey);
+      this.p.finish(this.ctx, 'client_abort');
+      return;
+    }
     if (this.queueEntry) {
       this.p.scheduler.cancel(this);
       this.p.finish(this.ctx, 'client_abort');
     }
+  };
+
+  /** Holds the request back `d.ms` (its token is reserved), then submits it to the scheduler. */
+  hold(d: Extract<AdmitDecision, { kind: 'delay' }>): void {
+    this.delayKey = d.key;
+    this.delayLimiter = d.limiter;
+    this.delay = this.p.clock.setTimer(this.release, d.ms);
+  }
+
+  private readonly release = (): void => {
+    this.delay = undefined;
+    if (this.ctx.outcome !== undefined) return;
+    this.p.scheduler.submit(this, this.ctx.klass!, this.ctx.route!.upstream);
   };
 
   grant(permit: Permit): void {
@@ -106,11 +140,11 @@ class Exchange implements Job {
     const ctx = this.ctx;
     try {
       const pool = this.rt.pools.get(ctx.route!.upstream.name)!;
-      const err = await forward(ctx, pool, this.p.forwardOptions);
+      const err = await forward(ctx, pool, this.p.forwardOptions, this.rt.policy);
       if (err) {
         sendProblem(ctx.res, err);
         ctx.status = err.status;
-        this.p.finish(ctx, err.code === 'UPSTREAM_TIMEOUT' ? 'upstream_timeout' : 'upstream_error');
+        this.p.finish(ctx, outcomeOf(err));
       } else {
         this.p.finish(ctx, ctx.res.writableFinished ? 'forwarded' : 'client_abort');
       }
@@ -137,6 +171,8 @@ class Exchange implements Job {
 export class Pipeline {
   private rt: Runtime;
   readonly scheduler: Scheduler;
+  readonly admission: Admission;
+  readonly shaping: Shaping;
   readonly clock: Clock;
   readonly log: Logger;
   readonly forwardOptions: ForwardOptions;
@@ -148,12 +184,17 @@ export class Pipeline {
     this.log = opts.log;
     this.onDone = opts.onDone;
     this.debug = opts.log.isLevelEnabled('debug');
-    this.rt = new Runtime(policy, undefined);
+    this.rt = new Runtime(policy, undefined, opts.clock);
     this.scheduler = new Scheduler(policy, opts.clock);
+    this.admission = new Admission(policy, { clock: opts.clock, log: opts.log });
+    this.shaping = new Shaping(policy, {
+      clock: opts.clock,
+      ...(opts.onShapedBytes ? { onShapedBytes: opts.onShapedBytes } : {}),
+    });
     this.forwardOptions = {
       clock: opts.clock,
       peerTrusted: (ctx) => this.rt.clientIp.peerTrusted(ctx.peer),
-      hooks: opts.hooks ?? {},
+      hooks: withShaping(opts.hooks ?? {}, this.shaping),
     };
   }
 
@@ -164,15 +205,27 @@ export class Pipeline {
   /** Swaps in a new policy; requests already admitted keep the runtime they hold. */
   apply(policy: Policy): void {
     const old = this.rt;
-    this.rt = new Runtime(policy, old);
+    this.rt = new Runtime(policy, old, this.clock);
     this.scheduler.update(policy);
+    this.admission.update(policy);
+    this.shaping.update(policy);
     old.retire(this.rt);
   }
+
+  /** Closes what outlives requests: Redis connections, limiter sweepers, shaper timers. */
+  close(): void {
+    this.admission.close();
+    this.shaping.close();
+  }
+
+  /** Set when shutdown begins: HTTP/1.1 answers then ask the client to close the connection. */
+  draining = false;
 
   readonly handle = (req: InboundRequest, res: InboundResponse): void => {
     const ctx = new RequestContext(req, res, this.clock.now());
     req.on('error', noop);
     res.on('error', noop);
+    if (this.draining && req.httpVersionMajor === 1) res.setHeader('connection', 'close');
     void this.admit(ctx, this.rt);
   };
 
@@ -188,9 +241,42 @@ export class Pipeline {
       this.finish(ctx, 'client_abort');
       return;
     }
+    const max = rt.policy.limits.maxBodySize;
+    if (max !== Infinity) {
+      // A declared length over the limit is refused before it takes a slot or reaches the upstream.
+      const declared = Number(ctx.req.headers['content-length'] ?? 0);
+      if (declared > max) {
+        ctx.status = 413;
+        sendProblem(ctx.res, new ProxyError('BODY_TOO_LARGE', `request body of ${declared} bytes exceeds ${max}`, { className: d.klass.name }));
+        this.finish(ctx, 'rejected');
+        return;
+      }
+    }
     const ex = new Exchange(ctx, rt, this);
     ctx.res.once('close', ex.onClose);
     ctx.queuedAt = this.clock.now();
+    if (d.klass.rateLimit) {
+      let v = this.admission.admit(ctx, d.klass);
+      if (v instanceof Promise) {
+        v = await v;
+        if (ctx.res.destroyed) {
+          // The client left while Redis answered.
+          ctx.res.off('close', ex.onClose);
+          this.finish(ctx, 'client_abort');
+          return;
+        }
+      }
+      if (v.kind === 'reject') {
+        const cs = this.scheduler.classState(d.klass.name);
+        if (cs) cs.rejected.rate_limited++;
+        ex.reject(v.error, 'rate_limited');
+        return;
+      }
+      if (v.kind === 'delay') {
+        ex.hold(v);
+        return;
+      }
+    }
     this.scheduler.submit(ex, d.klass, ctx.route!.upstream);
   }
 
@@ -275,6 +361,34 @@ export class Pipeline {
       );
     }
   }
+}
+
+function outcomeOf(err: ProxyError): Outcome {
+  switch (err.code) {
+    case 'UPSTREAM_TIMEOUT':
+      return 'upstream_timeout';
+    case 'BODY_TOO_LARGE':
+    case 'REQUEST_TIMEOUT':
+      return 'rejected';
+    default:
+      return 'upstream_error';
+  }
+}
+
+/** The caller's hooks plus bandwidth shaping (shaping runs after any responseBody hook given). */
+function withShaping(hooks: ForwardHooks, shaping: Shaping): ForwardHooks {
+  const prevBody = hooks.responseBody;
+  const prevReq = hooks.requestBody;
+  return {
+    ...hooks,
+    responseBody: prevBody ? (ctx, body) => shaping.responseBody(ctx, prevBody(ctx, body) as IncomingMessage) : shaping.responseBody,
+    requestBody: prevReq
+      ? (ctx, up) => {
+          prevReq(ctx, up);
+          shaping.requestBody(ctx, up);
+        }
+      : shaping.requestBody,
+  };
 }
 
 function round(n: number): number {

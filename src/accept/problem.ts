@@ -17,6 +17,10 @@ export function sendProblem(res: InboundResponse, err: ProxyError): void {
   const retry = err.retryAfterSeconds();
   if (retry !== undefined) headers['retry-after'] = retry;
   if (err.headers) Object.assign(headers, err.headers);
+  // An HTTP/1.1 answer sent before the request body was read: the rest of the body is
+  // still on the wire, so the connection cannot be reused for another request.
+  const req = (res as { req?: { complete?: boolean; httpVersionMajor?: number } }).req;
+  if (req && req.httpVersionMajor === 1 && req.complete === false) headers.connection = 'close';
   (res as { writeHead(s: number, h: Record<string, string | number>): unknown }).writeHead(err.status, headers);
   res.end(body);
 }

@@ -6,7 +6,13 @@
  */
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse, type Server as HttpServer } from 'node:http';
-import { createServer as createH2Server, type Http2ServerRequest, type Http2ServerResponse, type Http2Server } from 'node:http2';
+import {
+  createServer as createH2Server,
+  type Http2ServerRequest,
+  type Http2ServerResponse,
+  type Http2Server,
+  type ServerHttp2Session,
+} from 'node:http2';
 import { Duplex } from 'node:stream';
 import type { Logger } from '../telemetry/log.js';
 import { kPeer, type Peer } from './context.js';
@@ -18,7 +24,7 @@ export interface ListenerHandlers {
 
 export interface ListenerOptions {
   maxHeaderSize: number;
-  /** Whole request headers must arrive within this (slowloris). Default 30s. */
+  /** Whole request headers must arrive within this (slowloris). Default 10s. */
   headersTimeoutMs?: number;
   /** Idle keep-alive connections are closed after this. Default 5s. */
   keepAliveTimeoutMs?: number;
@@ -34,14 +40,24 @@ export class Listener {
   readonly http2: Http2Server;
   private readonly sockets = new Set<Socket>();
   private pendingPeer: Peer | undefined;
+  private readonly sessions = new Set<ServerHttp2Session>();
+  /** Set by closeIdle: sessions opened from now on are told to go away at once. */
+  private draining = false;
 
   constructor(handlers: ListenerHandlers, opts: ListenerOptions, log: Logger) {
+    const headersTimeout = opts.headersTimeoutMs ?? 10_000;
     this.http1 = createHttpServer({
       maxHeaderSize: opts.maxHeaderSize,
-      headersTimeout: opts.headersTimeoutMs ?? 30_000,
-      requestTimeout: 0, // bodies may stream for long; idle body timeouts are per-route work
+      headersTimeout,
+      // Node checks headersTimeout only this often (30 s by default), which would let a slowloris linger.
+      connectionsCheckingInterval: Math.max(100, Math.min(1000, headersTimeout / 2)),
+      requestTimeout: 0, // bodies may stream for long; a stalled body is caught by requestBodyIdle
       keepAliveTimeout: opts.keepAliveTimeoutMs ?? 5_000,
     });
+    // The HTTP/1.1 server never listens itself (the sniffing server hands it sockets), but its
+    // connection tracking, which enforces headersTimeout and closeIdleConnections(), starts on
+    // 'listening'; start it explicitly.
+    this.http1.emit('listening');
     this.http1.on('request', handlers.request);
     this.http1.on('upgrade', handlers.upgrade);
     this.http1.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
@@ -67,9 +83,13 @@ export class Listener {
     // 'session' is emitted synchronously from emit('connection'), so pendingPeer is this session's.
     this.http2.on('session', (session) => {
       if (this.pendingPeer) (session as unknown as { [kPeer]: Peer })[kPeer] = this.pendingPeer;
+      this.sessions.add(session);
+      session.once('close', () => this.sessions.delete(session));
+      if (this.draining) session.close();
     });
     this.http2.on('sessionError', (err) => log.debug({ err }, 'http2 session error'));
-    this.http2.setTimeout(opts.keepAliveTimeoutMs ?? 120_000);
+    // HTTP/2 clients multiplex over few long-lived sessions; closing them as eagerly as HTTP/1.1 sockets costs handshakes.
+    this.http2.setTimeout((opts.keepAliveTimeoutMs ?? 5_000) * 12);
 
     this.net = createNetServer({ pauseOnConnect: false, noDelay: true }, (socket) => this.sniff(socket));
   }
@@ -122,10 +142,19 @@ export class Listener {
     return new Promise((resolve) => this.net.close(() => resolve()));
   }
 
-  /** Closes idle keep-alive HTTP/1.1 sockets and sends GOAWAY on HTTP/2 sessions. */
+  /**
+   * Starts draining: idle keep-alive HTTP/1.1 sockets close now (busy ones after
+   * their response, which carries Connection: close), HTTP/2 sessions get GOAWAY
+   * and close when their open streams end.
+   */
   closeIdle(): void {
+    this.draining = true;
     this.http1.closeIdleConnections();
-    this.http2.close();
+    for (const s of this.sessions) s.close();
+  }
+
+  get isDraining(): boolean {
+    return this.draining;
   }
 
   destroyAll(): void {

@@ -1,43 +1,104 @@
 /**
- * One pool per upstream: a keep-alive agent per target and round-robin choice.
+ * One pool per upstream: a keep-alive agent per target, round-robin choice,
+ * and passive health (outlier ejection): a target that fails
+ * `consecutiveFailures` times in a row leaves the rotation for a back-off
+ * period that grows with each ejection, as Envoy's outlier detection does.
  * Agents outlive policy reloads when the upstream's definition is unchanged.
  */
 import { Agent } from 'node:http';
+import type { Clock } from '../clock.js';
 import type { Target, UpstreamPolicy } from '../policy/types.js';
 
-export interface PooledTarget {
-  readonly target: Target;
+export class PooledTarget {
   readonly agent: Agent;
+  consecutiveFailures = 0;
+  /** Clock time until which the target is out of rotation (0: in rotation). */
+  ejectedUntil = 0;
+  /** Ejections so far; the next one lasts (ejections + 1) × base. Reset by a success after return. */
+  ejections = 0;
+
+  constructor(
+    readonly target: Target,
+    ka: UpstreamPolicy['keepAlive'],
+  ) {
+    this.agent = new Agent({
+      keepAlive: true,
+      maxSockets: ka.maxSockets,
+      maxFreeSockets: ka.maxFreeSockets,
+      // Idle pooled sockets are closed before a typical backend's keep-alive timeout would.
+      timeout: ka.idleTimeoutMs,
+      scheduling: 'lifo',
+    });
+  }
+}
+
+export interface TargetHealth {
+  url: string;
+  ejected: boolean;
+  consecutiveFailures: number;
+  ejections: number;
 }
 
 export class UpstreamPool {
   private readonly members: PooledTarget[];
   private next = 0;
 
-  constructor(readonly upstream: UpstreamPolicy) {
-    const ka = upstream.keepAlive;
-    this.members = upstream.targets.map((target) => ({
-      target,
-      agent: new Agent({
-        keepAlive: true,
-        maxSockets: ka.maxSockets,
-        maxFreeSockets: ka.maxFreeSockets,
-        // Idle pooled sockets are closed before a typical backend's keep-alive timeout would.
-        timeout: ka.idleTimeoutMs,
-        scheduling: 'lifo',
-      }),
-    }));
+  constructor(
+    public upstream: UpstreamPolicy,
+    private readonly clock: Clock,
+  ) {
+    this.members = upstream.targets.map((t) => new PooledTarget(t, upstream.keepAlive));
   }
 
-  /** Round-robin over the targets. */
+  get size(): number {
+    return this.members.length;
+  }
+
+  /** Round-robin over the targets in rotation; if every target is ejected, over all of them (panic mode). */
   pick(): PooledTarget {
+    const n = this.members.length;
+    const now = this.clock.now();
+    for (let i = 0; i < n; i++) {
+      const m = this.members[this.next]!;
+      this.next = this.next + 1 === n ? 0 : this.next + 1;
+      if (m.ejectedUntil <= now) return m;
+    }
     const m = this.members[this.next]!;
-    this.next = this.next + 1 === this.members.length ? 0 : this.next + 1;
+    this.next = this.next + 1 === n ? 0 : this.next + 1;
     return m;
   }
 
-  /** Same targets and pool settings: the agents can be kept across a reload. */
-  sameAs(u: UpstreamPolicy): boolean {
+  /** The target answered (with anything but a gateway error). */
+  succeeded(m: PooledTarget): void {
+    m.consecutiveFailures = 0;
+    if (m.ejections > 0 && m.ejectedUntil <= this.clock.now()) m.ejections = 0;
+  }
+
+  /** The target was refused, reset, timed out or answered 502/503/504. */
+  failed(m: PooledTarget): void {
+    const o = this.upstream.outlier;
+    m.consecutiveFailures++;
+    if (m.consecutiveFailures < o.consecutiveFailures || this.members.length < 2) return;
+    const now = this.clock.now();
+    const ejected = this.members.filter((x) => x.ejectedUntil > now).length;
+    if (((ejected + 1) * 100) / this.members.length > o.maxEjectionPercent) return;
+    m.ejections++;
+    m.consecutiveFailures = 0;
+    m.ejectedUntil = now + Math.min(o.maxEjectionMs, o.baseEjectionMs * m.ejections);
+  }
+
+  health(): TargetHealth[] {
+    const now = this.clock.now();
+    return this.members.map((m) => ({
+      url: m.target.url,
+      ejected: m.ejectedUntil > now,
+      consecutiveFailures: m.consecutiveFailures,
+      ejections: m.ejections,
+    }));
+  }
+
+  /** Same targets and pool settings: the agents (and health) can be kept across a reload. */
+  canServe(u: UpstreamPolicy): boolean {
     const a = this.upstream;
     return (
       a.targets.length === u.targets.length &&

@@ -10,6 +10,7 @@ import { ProxyError } from '../errors.js';
 import type { Clock, TimerHandle } from '../clock.js';
 import type { InboundRequest, InboundResponse, RequestContext } from '../accept/context.js';
 import type { PooledTarget, UpstreamPool } from './pool.js';
+import type { Policy } from '../policy/types.js';
 import { addForwardedHeaders } from './headers.js';
 
 /** Hooks other stages attach to the forwarding of one request (tracing, shaping). */
@@ -18,6 +19,11 @@ export interface ForwardHooks {
   onUpstreamHeaders?(ctx: RequestContext, headers: OutgoingHttpHeaders): void;
   /** Returns the stream the response body is piped through (bandwidth shaping); identity when absent. */
   responseBody?(ctx: RequestContext, body: IncomingMessage): NodeJS.ReadableStream;
+  /**
+   * Called with the upstream request before the request body is written to it
+   * (upload shaping wraps its write/end; http2-proxy pauses the client on a false write and resumes on 'drain').
+   */
+  requestBody?(ctx: RequestContext, upstreamReq: ClientRequest): void;
 }
 
 export interface ForwardOptions {
@@ -37,6 +43,8 @@ interface Attempt {
   opts: ForwardOptions;
   timer: TimerHandle | undefined;
   upstreamReq: ClientRequest | undefined;
+  /** The policy the request started under (body limit, body idle timeout). */
+  policy: Policy;
 }
 
 type WithState = InboundRequest & { [kState]?: Attempt };
@@ -51,6 +59,10 @@ function onReq(req: InboundRequest, options: RequestOptions): ClientRequest {
   a.opts.hooks.onUpstreamHeaders?.(a.ctx, headers);
   const up = request(options);
   a.upstreamReq = up;
+  if (a.policy.limits.maxBodySize !== Infinity) limitBody(up, a);
+  if (hasPendingBody(req)) watchBody(req, a);
+  // After limitBody: shaped pieces are what gets counted against maxBodySize.
+  a.opts.hooks.requestBody?.(a.ctx, up);
   a.ctx.upstreamStart = a.opts.clock.now();
   const up2 = a.pool.upstream;
   // A fresh connection must be made within connectTimeout; the whole exchange must
@@ -59,6 +71,49 @@ function onReq(req: InboundRequest, options: RequestOptions): ClientRequest {
   a.timer = a.opts.clock.setTimer(() => onDeadline(a, first === up2.timeoutMs), first);
   up.once('socket', onSocket);
   return up;
+}
+
+/**
+ * Counts request body bytes on their way upstream (a chunked body has no length
+ * to check up front) and fails the exchange with 413 past the limit.
+ */
+function limitBody(up: ClientRequest, a: Attempt): void {
+  let seen = 0;
+  const max = a.policy.limits.maxBodySize;
+  const write = up.write;
+  up.write = function (this: ClientRequest, chunk: unknown, ...rest: unknown[]): boolean {
+    seen += typeof chunk === 'string' ? Buffer.byteLength(chunk) : (chunk as Buffer).length;
+    if (seen > max) {
+      up.destroy(new ProxyError('BODY_TOO_LARGE', `request body exceeds ${max} bytes`, { className: a.ctx.klass?.name }));
+      return false;
+    }
+    return (write as (...args: unknown[]) => boolean).call(this, chunk, ...rest);
+  } as ClientRequest['write'];
+}
+
+function hasPendingBody(req: InboundRequest): boolean {
+  if (IDEMPOTENT_NO_BODY.has(req.method ?? 'GET')) return false;
+  return !(req as { complete?: boolean }).complete && !req.readableEnded;
+}
+
+/** A client that stops sending its body mid-way holds a slot; give up on it after requestBodyIdle (408). */
+function watchBody(req: InboundRequest, a: Attempt): void {
+  const ms = a.policy.timeouts.requestBodyIdleMs;
+  const onIdle = (): void => {
+    a.upstreamReq?.destroy(
+      new ProxyError('REQUEST_TIMEOUT', `request body stalled for ${ms} ms`, { className: a.ctx.klass?.name }),
+    );
+  };
+  req.setTimeout(ms, onIdle);
+  req.once('end', () => req.setTimeout(0, onIdle));
+}
+
+/** The upstream stops sending the response body: abort after its idleTimeout. */
+function onUpstreamIdle(this: ClientRequest): void {
+  const a = findAttempt(this);
+  if (!a) return;
+  const u = a.pool.upstream;
+  this.destroy(new ProxyError('UPSTREAM_TIMEOUT', `upstream '${u.name}' response stalled for ${u.idleTimeoutMs} ms`, { className: a.ctx.klass?.name }));
 }
 
 function onSocket(this: ClientRequest, socket: Socket): void {
@@ -98,6 +153,7 @@ function onRes(req: InboundRequest, res: InboundResponse, proxyRes: IncomingMess
   a.timer?.cancel();
   a.timer = undefined;
   const ctx = a.ctx;
+  a.upstreamReq?.setTimeout(a.pool.upstream.idleTimeoutMs, onUpstreamIdle);
   ctx.upstreamHeadersAt = a.opts.clock.now();
   ctx.status = proxyRes.statusCode ?? 502;
   const headers = proxyRes.headers as Record<string, string | string[] | undefined>;
@@ -135,10 +191,15 @@ export function clientGone(ctx: RequestContext): boolean {
  * Forwards one request. Resolves with the outcome; never rejects. Errors before
  * response headers are returned as a ProxyError for the caller to answer.
  */
-export async function forward(ctx: RequestContext, pool: UpstreamPool, opts: ForwardOptions): Promise<ProxyError | undefined> {
+export async function forward(
+  ctx: RequestContext,
+  pool: UpstreamPool,
+  opts: ForwardOptions,
+  policy: Policy,
+): Promise<ProxyError | undefined> {
   for (let attempt = 0; ; attempt++) {
     const member = pool.pick();
-    const a: Attempt = { ctx, member, pool, opts, timer: undefined, upstreamReq: undefined };
+    const a: Attempt = { ctx, member, pool, opts, timer: undefined, upstreamReq: undefined, policy };
     (ctx.req as WithState)[kState] = a;
     try {
       await proxy.web(ctx.req as never, ctx.res as never, {
@@ -147,21 +208,22 @@ export async function forward(ctx: RequestContext, pool: UpstreamPool, opts: For
         onReq: onReqTagged as never,
         onRes: onRes as never,
       });
+      if (ctx.upstreamHeadersAt > 0) {
+        if (ctx.status >= 502 && ctx.status <= 504) pool.failed(member);
+        else pool.succeeded(member);
+      }
       return undefined;
     } catch (err) {
       if (clientGone(ctx)) return undefined;
-      const e = err as { reusedSocket?: boolean; code?: string };
+      const e = err as { reusedSocket?: boolean; code?: string; connectedSocket?: boolean };
+      const mapped = mapError(err, ctx, member.target.url, pool.upstream.name);
       // A pooled socket the backend closed while idle: safe to try once more if nothing was sent or received.
-      if (
-        attempt === 0 &&
-        e.reusedSocket &&
-        e.code === 'ECONNRESET' &&
-        !ctx.res.headersSent &&
-        IDEMPOTENT_NO_BODY.has(ctx.method)
-      ) {
-        continue;
-      }
-      return mapError(err, ctx, member.target.url, pool.upstream.name);
+      const staleSocket = e.reusedSocket === true && e.code === 'ECONNRESET' && IDEMPOTENT_NO_BODY.has(ctx.method);
+      // A target that refused the connection saw nothing (the body is read only once connected): try another.
+      const refused = e.connectedSocket === false && mapped.code === 'UPSTREAM_UNREACHABLE' && pool.size > 1;
+      if (!staleSocket && mapped.code !== 'BODY_TOO_LARGE') pool.failed(member);
+      if (attempt === 0 && !ctx.res.headersSent && (staleSocket || refused)) continue;
+      return mapped;
     } finally {
       a.timer?.cancel();
       (ctx.req as WithState)[kState] = undefined;

@@ -15,7 +15,10 @@ const DEFAULTS = {
   admin: { host: '127.0.0.1', port: 9901 },
   upstreamTimeout: '30s',
   connectTimeout: '5s',
+  upstreamIdle: '60s',
+  timeouts: { requestHeaders: '10s', requestBodyIdle: '30s', keepAlive: '5s' },
   keepAlive: { maxSockets: 256, maxFreeSockets: 64, idleTimeout: '30s' },
+  outlier: { consecutiveFailures: 5, baseEjectionTime: '10s', maxEjectionTime: '5m', maxEjectionPercent: 50 },
   queue: { size: 1000, timeout: '5s' },
   maxHeaderSize: 16 * 1024,
   maxQueued: 10_000,
@@ -102,12 +105,20 @@ function compileTarget(url: string, c: Checker, path: Path): Target {
 function compileUpstream(u: RawUpstream, i: number, c: Checker): UpstreamPolicy {
   const p: Path = ['upstreams', i];
   const ka = u.keepAlive ?? {};
+  const od = u.outlierDetection ?? {};
   return Object.freeze({
     name: u.name,
     targets: Object.freeze(u.targets.map((t, j) => compileTarget(t, c, [...p, 'targets', j]))),
     maxConcurrent: u.maxConcurrent ?? Infinity,
     timeoutMs: c.duration(u.timeout, DEFAULTS.upstreamTimeout, [...p, 'timeout']),
     connectTimeoutMs: c.duration(u.connectTimeout, DEFAULTS.connectTimeout, [...p, 'connectTimeout']),
+    idleTimeoutMs: c.duration(u.idleTimeout, DEFAULTS.upstreamIdle, [...p, 'idleTimeout']),
+    outlier: Object.freeze({
+      consecutiveFailures: od.consecutiveFailures ?? DEFAULTS.outlier.consecutiveFailures,
+      baseEjectionMs: c.duration(od.baseEjectionTime, DEFAULTS.outlier.baseEjectionTime, [...p, 'outlierDetection', 'baseEjectionTime']),
+      maxEjectionMs: c.duration(od.maxEjectionTime, DEFAULTS.outlier.maxEjectionTime, [...p, 'outlierDetection', 'maxEjectionTime']),
+      maxEjectionPercent: od.maxEjectionPercent ?? DEFAULTS.outlier.maxEjectionPercent,
+    }),
     keepAlive: Object.freeze({
       maxSockets: ka.maxSockets ?? DEFAULTS.keepAlive.maxSockets,
       maxFreeSockets: ka.maxFreeSockets ?? DEFAULTS.keepAlive.maxFreeSockets,
@@ -292,6 +303,11 @@ export function compilePolicy(raw: RawPolicy, file: string, pos: Positions, file
       maxBodySize,
     }),
     shutdown: Object.freeze({ graceMs: c.duration(raw.shutdown?.grace, DEFAULTS.shutdownGrace, ['shutdown', 'grace']) }),
+    timeouts: Object.freeze({
+      requestHeadersMs: c.duration(raw.timeouts?.requestHeaders, DEFAULTS.timeouts.requestHeaders, ['timeouts', 'requestHeaders']),
+      requestBodyIdleMs: c.duration(raw.timeouts?.requestBodyIdle, DEFAULTS.timeouts.requestBodyIdle, ['timeouts', 'requestBodyIdle']),
+      keepAliveMs: c.duration(raw.timeouts?.keepAlive, DEFAULTS.timeouts.keepAlive, ['timeouts', 'keepAlive']),
+    }),
     upstreams,
     routes: Object.freeze(routes),
     classes: Object.freeze(classes),

@@ -83,7 +83,13 @@ export function parsePolicy(text: string, file: string, files: ReadonlyMap<strin
     };
   }
   const positions = new Positions(doc, lc, file);
-  const raw: unknown = doc.toJS({ maxAliasCount: 100 }) ?? {};
+  let raw: unknown;
+  try {
+    raw = doc.toJS({ maxAliasCount: 100 }) ?? {};
+  } catch (err) {
+    // Unresolved aliases and alias bombs surface only when the document is turned into values.
+    return { ok: false, issues: [{ file, line: 1, col: 1, path: '', message: `YAML: ${(err as Error).message}` }] };
+  }
   const schemaIssues = validateSchema(raw);
   if (schemaIssues.length > 0) {
     const issues = schemaIssues.map((s) => positions.issue(s.path, s.message, s.atKey));

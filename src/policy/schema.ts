@@ -74,6 +74,22 @@ export const Upstream = Strict({
   })),
   timeout: Type.Optional(Duration('No response headers by then: 504. Default 30s.', '30s')),
   connectTimeout: Type.Optional(Duration('TCP connect timeout to a target: 502 after it. Default 5s.', '5s')),
+  outlierDetection: Type.Optional(
+    Strict(
+      {
+        consecutiveFailures: Type.Optional(
+          Type.Integer({ minimum: 1, description: 'Failures in a row (refused, reset, timeout, 502/503/504) that eject a target. Default 5.' }),
+        ),
+        baseEjectionTime: Type.Optional(Duration('First ejection lasts this long; each further ejection of the same target adds as much. Default 10s.')),
+        maxEjectionTime: Type.Optional(Duration('Longest ejection. Default 5m.')),
+        maxEjectionPercent: Type.Optional(
+          Type.Integer({ minimum: 0, maximum: 100, description: 'Never eject more than this share of the targets. Default 50.' }),
+        ),
+      },
+      { description: 'Passive health: targets that keep failing leave the rotation for a back-off period.' },
+    ),
+  ),
+  idleTimeout: Type.Optional(Duration('Response body stalls (no bytes from the upstream) this long: the exchange is aborted. Default 60s.')),
   keepAlive: Type.Optional(Strict(
     {
       maxSockets: Type.Optional(Type.Integer({ minimum: 1, description: 'Max sockets per target. Default 256.' })),
@@ -158,7 +174,7 @@ export const Klass = Strict({
   queue: Type.Optional(Strict({
     size: Type.Optional(Type.Integer({ minimum: 0, description: 'Max queued requests. Default 1000.' })),
     timeout: Type.Optional(Duration('Waiting longer than this: 503. Default 5s.')),
-  })),
+  }, { description: 'Bounded wait for a slot; full: 503 at once.' })),
   rateLimit: Type.Optional(RateLimit),
   bandwidth: Type.Optional(Bandwidth),
 });
@@ -171,10 +187,12 @@ export const Identity = Strict(
       secret: Type.Optional(Type.String({ minLength: 1, description: 'HMAC secret (HS256/384/512).' })),
       secretFile: Type.Optional(Type.String({ description: 'File holding the HMAC secret.' })),
       jwksFile: Type.Optional(Type.String({ description: 'File holding a JWKS (public keys) for RS/ES/EdDSA tokens.' })),
-      issuer: Type.Optional(Type.String()),
-      audience: Type.Optional(Type.String()),
-      algorithms: Type.Optional(Type.Array(Type.String(), { minItems: 1 })),
-    })),
+      issuer: Type.Optional(Type.String({ description: 'Required `iss` claim. Default: not checked.' })),
+      audience: Type.Optional(Type.String({ description: 'Required `aud` claim. Default: not checked.' })),
+      algorithms: Type.Optional(
+        Type.Array(Type.String(), { minItems: 1, description: 'Accepted algorithms, e.g. [HS256] or [RS256, ES256]. Default: any the key supports.' }),
+      ),
+    }, { description: 'A JWT from a Bearer header or a cookie, verified with a secret or a JWKS.' })),
   },
   { description: 'Verified identity: a JWT checked before classification; its claims feed jwtClaims.' },
 );
@@ -191,7 +209,8 @@ export const PolicySchema = Strict(
     ),
     identity: Type.Optional(Identity),
     limits: Type.Optional(
-      Strict({
+      Strict(
+        {
         maxConcurrent: Type.Optional(Type.Integer({ minimum: 1, description: 'Global cap on requests in flight. Default: unlimited.' })),
         maxQueued: Type.Optional(
           Type.Integer({
@@ -201,12 +220,31 @@ export const PolicySchema = Strict(
         ),
         maxHeaderSize: Type.Optional(Size('Request header bytes; more: 431. Default 16KiB.')),
         maxBodySize: Type.Optional(Size('Request body bytes; more: 413. Default unlimited.')),
-      }),
+        },
+        { description: 'Proxy-wide limits.' },
+      ),
     ),
-    shutdown: Type.Optional(Strict({ grace: Type.Optional(Duration('Time to finish in-flight and queued work. Default 30s.')) })),
-    upstreams: Type.Array(Upstream, { minItems: 1 }),
-    routes: Type.Array(Route, { minItems: 1, description: 'First match wins.' }),
-    classes: Type.Optional(Type.Array(Klass, { description: 'First match wins.' })),
+    timeouts: Type.Optional(
+      Strict(
+        {
+          requestHeaders: Type.Optional(Duration('Whole request head must arrive within this (slowloris). Default 10s.')),
+          requestBodyIdle: Type.Optional(Duration('Request body stalls this long while being forwarded: 408. Default 30s.')),
+          keepAlive: Type.Optional(Duration('Idle client connections (HTTP/1.1 keep-alive, HTTP/2 sessions) close after this. Default 5s for HTTP/1.1; HTTP/2 sessions get 12x.')),
+        },
+        { description: 'Client-side timeouts that defeat slow clients.' },
+      ),
+    ),
+    shutdown: Type.Optional(
+      Strict(
+        { grace: Type.Optional(Duration('Time to finish in-flight and queued work. Default 30s.')) },
+        { description: 'Graceful shutdown on SIGTERM/SIGINT.' },
+      ),
+    ),
+    upstreams: Type.Array(Upstream, { minItems: 1, description: 'Backends requests are forwarded to.' }),
+    routes: Type.Array(Route, { minItems: 1, description: 'Which upstream a request goes to; first match wins, no match: 404.' }),
+    classes: Type.Optional(
+      Type.Array(Klass, { description: 'Traffic classes; first match wins. Default: one class named default.' }),
+    ),
     defaultClass: Type.Optional(Name('Class of requests no class matches. Required when classes are given.')),
   },
   { $id: 'https://sluice.dev/policy.schema.json', title: 'sluice policy' },

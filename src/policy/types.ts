@@ -18,7 +18,15 @@ export interface UpstreamPolicy {
   readonly maxConcurrent: number;
   readonly timeoutMs: number;
   readonly connectTimeoutMs: number;
+  /** Longest pause in the response body before the exchange is aborted. */
+  readonly idleTimeoutMs: number;
   readonly keepAlive: { readonly maxSockets: number; readonly maxFreeSockets: number; readonly idleTimeoutMs: number };
+  readonly outlier: {
+    readonly consecutiveFailures: number;
+    readonly baseEjectionMs: number;
+    readonly maxEjectionMs: number;
+    readonly maxEjectionPercent: number;
+  };
 }
 
 export interface RoutePolicy {
@@ -86,6 +94,7 @@ export interface Policy {
     readonly maxBodySize: number;
   };
   readonly shutdown: { readonly graceMs: number };
+  readonly timeouts: { readonly requestHeadersMs: number; readonly requestBodyIdleMs: number; readonly keepAliveMs: number };
   readonly upstreams: ReadonlyMap<string, UpstreamPolicy>;
   readonly routes: readonly RoutePolicy[];
   readonly classes: readonly ClassPolicy[];

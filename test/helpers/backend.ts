@@ -74,6 +74,12 @@ export async function startBackend(opts: BackendOptions = {}): Promise<Backend> 
         return;
       }
       if (p === '/hang') return; // never answers
+      if (p === '/stall') {
+        // Headers and a first chunk, then silence (a stalled upstream).
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.write('first');
+        return;
+      }
       if (p === '/bytes') {
         // Streams N bytes without holding them: backpressure-aware generator.
         const total = Number(url.searchParams.get('n') ?? 1024);

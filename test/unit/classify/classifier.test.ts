@@ -4,6 +4,7 @@ import { SignJWT } from 'jose';
 import { parsePolicy, formatIssue } from '../../../src/policy/load.js';
 import { RequestContext, type InboundRequest, type InboundResponse } from '../../../src/accept/context.js';
 import { Runtime } from '../../../src/pipeline.js';
+import { systemClock } from '../../../src/clock.js';
 
 function runtime(classes: string, extra = ''): Runtime {
   const r = parsePolicy(
@@ -25,7 +26,7 @@ ${extra}`,
     't.yaml',
   );
   if (!r.ok) throw new Error(r.issues.map(formatIssue).join('\n'));
-  return new Runtime(r.policy, undefined);
+  return new Runtime(r.policy, undefined, systemClock);
 }
 
 interface Req {

@@ -1,0 +1,98 @@
+// Scenario 1: pass-through. 1 KiB responses, keep-alive, 64 connections (wrk).
+import { startOtlpReceiver } from '../lib/otlp-receiver.js';
+import {
+  directPeer,
+  multiClassPolicy,
+  oneClassPolicy,
+  startBackend,
+  startHaproxy,
+  startHttp2Proxy,
+  startHttpProxy,
+  startNginx,
+  startSluice,
+  type Peer,
+} from '../lib/peers.js';
+import { fmt } from '../lib/stats.js';
+import { measure, startAll, stopAll, throughputTable } from '../lib/throughput.js';
+import { wrk, wrkArgs } from '../lib/tools.js';
+import type { Ctx, Scenario, Section } from '../lib/types.js';
+
+// Targets from issue 6. kind 'approx': met if measured >= 80% of the figure;
+// kind 'range': met if measured >= the low end.
+const TARGETS: Record<string, { text: string; low: number; kind: 'approx' | 'range' }> = {
+  direct: { text: '~41k', low: 41_000, kind: 'approx' },
+  nginx: { text: '25–53k', low: 25_000, kind: 'range' },
+  haproxy: { text: '28–45k', low: 28_000, kind: 'range' },
+  'http-proxy': { text: '~9.5k', low: 9_500, kind: 'approx' },
+  'http2-proxy': { text: '~9.2k', low: 9_200, kind: 'approx' },
+};
+
+export const scenario: Scenario = {
+  id: 'passthrough',
+  title: '1. Pass-through (1 KiB, keep-alive, 64 connections)',
+  async run(ctx: Ctx): Promise<Section> {
+    const duration = ctx.quick ? 1 : 10;
+    const warm = ctx.quick ? 1 : 3;
+    const backend = await startBackend();
+    const rx = await startOtlpReceiver();
+    const sluiceReason = ctx.sluice.ok ? undefined : ctx.sluice.reason;
+    const notRun = (r: string) => async (): Promise<Peer> => {
+      throw new Error(r);
+    };
+    const otelEnv = {
+      OTEL_TRACES_EXPORTER: 'otlp',
+      OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${rx.port}`,
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
+      OTEL_SERVICE_NAME: 'sluice-bench',
+    };
+    const slots = await startAll(ctx, [
+      ['direct', async () => directPeer(backend)],
+      ['nginx', () => startNginx(ctx.tmp, backend.port)],
+      ['haproxy', () => startHaproxy(ctx.tmp, backend.port)],
+      ['http-proxy', () => startHttpProxy(backend.port)],
+      ['http2-proxy', () => startHttp2Proxy(backend.port)],
+      ['sluice', sluiceReason ? notRun(sluiceReason) : () => startSluice(ctx.tmp, oneClassPolicy(backend.port), 'sluice')],
+      ['sluice-multiclass', sluiceReason ? notRun(sluiceReason) : () => startSluice(ctx.tmp, multiClassPolicy(backend.port), 'sluice-multiclass')],
+      ['sluice-traced', sluiceReason ? notRun(sluiceReason) : () => startSluice(ctx.tmp, oneClassPolicy(backend.port), 'sluice-traced', otelEnv)],
+    ]);
+    const commands: string[] = [backend.command];
+    const configs: Record<string, string> = {};
+    for (const s of slots) {
+      if (!s.peer) continue;
+      commands.push(`# ${s.name}: ${s.peer.command}`);
+      if (s.peer.config) configs[`pass-through / ${s.name}`] = s.peer.config;
+    }
+    commands.push(`# load, per peer: taskset -c 1 wrk ${wrkArgs({ url: 'http://127.0.0.1:PORT/', connections: 64, durationS: duration }).join(' ')}`);
+    try {
+      const stats = await measure(ctx, slots, (peer, warmup) =>
+        wrk({ url: `http://127.0.0.1:${peer.port}/`, connections: 64, durationS: warmup ? warm : duration }),
+        { warmup: !ctx.quick },
+      );
+      const body: string[] = [
+        `wrk, 1 thread, 64 keep-alive connections, ${duration} s per run${ctx.quick ? ' (quick mode: no warm-up)' : ` after a ${warm} s warm-up per peer`}, ${ctx.reps} interleaved runs per peer.`,
+        'Response: 1 KiB body from the Node backend. "proxy CPU µs/req" is the user+system CPU time of the proxy process tree (for direct: the backend) divided by the requests wrk completed.',
+        '',
+        ...throughputTable(stats, 'direct', 'sluice'),
+        '',
+        `sluice-traced exports to a local OTLP/HTTP receiver; the receiver got ${rx.requests} export requests (${fmt(rx.bytes / 1024, 0)} KiB) during the whole scenario${rx.requests === 0 ? ' — i.e. no spans were exported, so that row measures sluice with OTEL_* set but not a working exporter' : ''}.`,
+        '',
+        'Targets from the issue (met: at least 80% of a "~" figure, or at least the low end of a range):',
+        '',
+        '| peer | target req/s | measured median | verdict |',
+        '|---|---|---|---|',
+      ];
+      for (const [name, t] of Object.entries(TARGETS)) {
+        const s = stats.find((x) => x.name === name);
+        const m = s?.rps.median ?? NaN;
+        const need = t.kind === 'approx' ? t.low * 0.8 : t.low;
+        const verdict = !Number.isFinite(m) ? 'not measured' : m >= need ? 'met' : `**missed** (${((m / t.low) * 100).toFixed(0)}% of ${t.text})`;
+        body.push(`| ${name} | ${t.text} | ${fmt(m)} | ${verdict} |`);
+      }
+      return { body, commands, configs };
+    } finally {
+      await stopAll(slots);
+      await backend.server.stop();
+      await rx.close();
+    }
+  },
+};

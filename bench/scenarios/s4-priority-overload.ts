@@ -1,0 +1,153 @@
+// Scenario 4: priority under overload. A fragile backend (SLOTS concurrent
+// slots, SERVICE_MS each, answers 503 itself when over its slots) gets premium
+// and free traffic at 3x its capacity from an open-loop generator. Peers:
+// direct (no protection), NGINX with max_conns (no queue in open-source NGINX:
+// FIFO-less rejection), HAProxy FIFO (server maxconn + timeout queue), HAProxy
+// with `http-request set-priority-class`, sluice with one class (FIFO) and
+// sluice with premium/free classes.
+import { REPO, oneClassPolicy, priorityPolicy, startBackend, startHaproxy, startNginx, startSluice, directPeer, type Peer } from '../lib/peers.js';
+import { run, shellLine } from '../lib/proc.js';
+import { fmt, fmtS, summarize } from '../lib/stats.js';
+import { startAll, stopAll } from '../lib/throughput.js';
+import { LOADGEN_CORE } from '../lib/tools.js';
+import { errMsg, interleaved, type Ctx, type Scenario, type Section } from '../lib/types.js';
+
+const SLOTS = 8;
+const SERVICE_MS = 20;
+const CAPACITY = (SLOTS * 1000) / SERVICE_MS; // req/s
+const PREMIUM_SHARE = 0.25;
+
+interface ClassOut {
+  sent: number;
+  ok: number;
+  rejected: number;
+  backendOverload: number;
+  otherStatus: Record<string, number>;
+  errors: number;
+  timeouts: number;
+  p50ms: number | null;
+  p99ms: number | null;
+  okPerSec: number;
+}
+interface GenOut {
+  durationS: number;
+  outstandingAtEnd: number;
+  classes: Record<string, ClassOut>;
+}
+interface RunOut {
+  gen: GenOut;
+  backendMax: number;
+  backendServed: number;
+  backendOverload: number;
+}
+
+export const scenario: Scenario = {
+  id: 'priority',
+  title: `4. Priority under overload (fragile backend, premium + free at 3× capacity)`,
+  async run(ctx: Ctx): Promise<Section> {
+    const duration = ctx.quick ? 1 : 10;
+    const queueTimeout = ctx.quick ? '500ms' : '2s';
+    const total = 3 * CAPACITY;
+    const premiumRate = Math.round(total * PREMIUM_SHARE);
+    const freeRate = total - premiumRate;
+    const backend = await startBackend({ fragile: { slots: SLOTS, serviceMs: SERVICE_MS } });
+    const notRun = (r: string) => async (): Promise<Peer> => {
+      throw new Error(r);
+    };
+    const sluiceStart = (policy: string, name: string) => (ctx.sluice.ok ? () => startSluice(ctx.tmp, policy, name) : notRun(ctx.sluice.reason!));
+    const slots = await startAll(ctx, [
+      ['direct (no proxy)', async () => directPeer(backend, 'direct (no proxy)')],
+      ['nginx max_conns (no queue)', () => startNginx(ctx.tmp, backend.port, { maxConns: SLOTS }, 'nginx-maxconns')],
+      ['haproxy FIFO', () => startHaproxy(ctx.tmp, backend.port, { maxconn: SLOTS, timeoutQueue: queueTimeout }, 'haproxy-fifo')],
+      ['haproxy priority-class', () => startHaproxy(ctx.tmp, backend.port, { maxconn: SLOTS, timeoutQueue: queueTimeout, priorityByTier: true }, 'haproxy-prio')],
+      ['sluice one class (FIFO)', sluiceStart(oneClassPolicy(backend.port, { maxConcurrent: SLOTS, queue: { size: 10000, timeout: queueTimeout } }), 'sluice-fifo')],
+      ['sluice premium/free', sluiceStart(priorityPolicy(backend.port, SLOTS, queueTimeout), 'sluice-prio')],
+    ]);
+    const genArgs = (port: number): string[] => [
+      'bench/lib/openloop.mjs',
+      '--url',
+      `http://127.0.0.1:${port}/`,
+      '--duration',
+      String(duration),
+      '--class',
+      `premium=${premiumRate}`,
+      '--class',
+      `free=${freeRate}`,
+      '--timeout-ms',
+      '10000',
+    ];
+    const commands = [backend.command];
+    const configs: Record<string, string> = {};
+    for (const s of slots) {
+      if (!s.peer) continue;
+      commands.push(`# ${s.name}: ${s.peer.command}`);
+      if (s.peer.config) configs[`priority / ${s.name}`] = s.peer.config;
+    }
+    commands.push(`# load, per peer: ${shellLine('taskset', ['-c', String(LOADGEN_CORE), 'node', ...genArgs(0)]).replace('127.0.0.1:0', '127.0.0.1:PORT')}`);
+    const notes: string[] = [];
+    try {
+      const active = slots.filter((s) => s.peer);
+      const results = await interleaved(ctx.reps, active, async (s, rep): Promise<RunOut | undefined> => {
+        if (s.notRun) return undefined;
+        try {
+          await backend.reset();
+          const r = await run('node', genArgs(s.peer!.port), { core: LOADGEN_CORE, cwd: REPO, timeoutMs: (duration + 30) * 1000 });
+          const line = r.stdout.trim().split('\n').pop() ?? '';
+          if (r.code !== 0 || !line.startsWith('{')) throw new Error(`generator failed (${r.code}): ${r.stderr.slice(0, 400)}`);
+          const gen = JSON.parse(line) as GenOut;
+          const b = await backend.stats();
+          const p = gen.classes.premium!;
+          const f = gen.classes.free!;
+          ctx.log(
+            `    rep ${rep + 1} ${s.name}: premium ok ${fmt(p.okPerSec)}/s p99 ${fmt(p.p99ms ?? NaN, 0)} ms rej ${p.rejected}; free ok ${fmt(f.okPerSec)}/s p99 ${fmt(f.p99ms ?? NaN, 0)} ms rej ${f.rejected}; backend max ${b.maxConcurrency} overload ${b.overloadRejected}`,
+          );
+          return { gen, backendMax: b.maxConcurrency, backendServed: b.served, backendOverload: b.overloadRejected };
+        } catch (e) {
+          s.notRun = `failed in rep ${rep + 1}: ${errMsg(e)}`;
+          ctx.log(`    ${s.name}: ${s.notRun}`);
+          return undefined;
+        }
+      });
+      const body: string[] = [
+        `Fragile backend: ${SLOTS} slots × ${SERVICE_MS} ms = capacity ${CAPACITY} req/s; over its slots it answers 503 itself ("backend overload"). Open-loop load for ${duration} s per run: premium ${premiumRate} req/s (\`x-tier: premium\`) + free ${freeRate} req/s = ${total} req/s = 3× capacity. Queue timeout ${queueTimeout} for every queueing peer; client timeout 10 s. Latency is measured from each request's scheduled send time, p50/p99 over successful (2xx) responses only; "ok req/s" is 2xx responses divided by the time from the first send to the last response (send phase plus queue drain). ${ctx.reps} interleaved runs; median (min–max).`,
+        '"rejected" = 503/429 from the proxy (queue full / queue timeout / shed); "backend 503" = the fragile backend overloaded (the proxy let too many through); "errors" = other statuses (NGINX answers 502 when max_conns is reached), connection errors and client timeouts.',
+        '',
+        '| peer | class | ok % of sent | ok req/s | p50 ms | p99 ms | rejected | backend 503 | errors | backend max concurrency |',
+        '|---|---|---|---|---|---|---|---|---|---|',
+      ];
+      for (const s of slots) {
+        const rs = (results.get(s) ?? []).filter((x): x is RunOut => !!x);
+        if (rs.length === 0) {
+          body.push(`| ${s.name} | – | not run: ${(s.notRun ?? 'did not start').replace(/\|/g, '\\|')} | | | | | | | |`);
+          continue;
+        }
+        const maxC = summarize(rs.map((r) => r.backendMax));
+        for (const cls of ['premium', 'free']) {
+          const c = rs.map((r) => r.gen.classes[cls]!);
+          const other = (x: ClassOut): number => x.errors + x.timeouts + Object.values(x.otherStatus).reduce((a, b) => a + b, 0);
+          body.push(
+            `| ${s.name}${s.notRun ? ` (incomplete: ${s.notRun.replace(/\|/g, '\\|')})` : ''} | ${cls} | ${fmtS(summarize(c.map((x) => (100 * x.ok) / x.sent)), 1)} | ${fmtS(summarize(c.map((x) => x.okPerSec)))} | ${fmtS(summarize(c.map((x) => x.p50ms ?? NaN)))} | ${fmtS(summarize(c.map((x) => x.p99ms ?? NaN)))} | ${fmtS(summarize(c.map((x) => x.rejected)))} | ${fmtS(summarize(c.map((x) => x.backendOverload)))} | ${fmtS(summarize(c.map(other)))} | ${cls === 'premium' ? fmtS(maxC) : ''} |`,
+          );
+        }
+        // checks that say plainly what a peer did not do
+        if (s.name !== 'direct (no proxy)' && maxC.max > SLOTS) notes.push(`- ${s.name}: the backend saw up to ${maxC.max} concurrent requests (> ${SLOTS} slots): the concurrency limit was not held.`);
+        if (s.name === 'sluice premium/free') {
+          const pp99 = summarize(rs.map((r) => r.gen.classes.premium!.p99ms ?? NaN)).median;
+          const fp99 = summarize(rs.map((r) => r.gen.classes.free!.p99ms ?? NaN)).median;
+          const pok = summarize(rs.map((r) => (100 * r.gen.classes.premium!.ok) / r.gen.classes.premium!.sent)).median;
+          const h = results.get(slots.find((x) => x.name === 'haproxy priority-class')!)?.filter((x): x is RunOut => !!x) ?? [];
+          const hp99 = summarize(h.map((r) => r.gen.classes.premium!.p99ms ?? NaN)).median;
+          if (!(pok >= 95) || !(pp99 < fp99))
+            notes.push(`- sluice premium/free: premium was **not** clearly prioritised (${fmt(pok, 1)}% of premium requests succeeded, premium p99 ${fmt(pp99)} ms vs free p99 ${fmt(fp99)} ms) — class scheduling missing or not effective in this build.`);
+          else notes.push(`- sluice premium/free: ${fmt(pok, 1)}% of premium requests succeeded, premium p99 ${fmt(pp99)} ms vs free p99 ${fmt(fp99)} ms.`);
+          if (Number.isFinite(hp99) && pp99 > 2 * hp99) notes.push(`- sluice premium p99 (${fmt(pp99)} ms) is more than twice HAProxy's priority-class premium p99 (${fmt(hp99)} ms).`);
+        }
+      }
+      if (notes.length) body.push('', 'Checks:', '', ...notes);
+      return { body, commands, configs };
+    } finally {
+      await stopAll(slots);
+      await backend.server.stop();
+    }
+  },
+};

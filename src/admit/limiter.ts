@@ -1,0 +1,163 @@
+/**
+ * The rate limit of one class: which bucket a request takes a token from
+ * (its key), where that bucket lives (this process, or Redis), and what the
+ * answer is. Decisions are values; only the Redis path is asynchronous.
+ */
+import { parse as parseCookie } from 'cookie';
+import { ProxyError } from '../errors.js';
+import type { Clock } from '../clock.js';
+import type { RequestContext } from '../accept/context.js';
+import type { ClassPolicy, RateLimitPolicy } from '../policy/types.js';
+import { KeyedBuckets, type GcraParams, type Take, type KeyedBucketsOptions } from './gcra.js';
+import type { RedisStore } from './redis-store.js';
+
+export type AdmitDecision =
+  | { readonly kind: 'admit' }
+  /** Proceed after `ms` (onLimit: queue); call `refund` if the client leaves before. */
+  | { readonly kind: 'delay'; readonly ms: number; readonly key: string; readonly limiter: ClassLimiter }
+  | { readonly kind: 'reject'; readonly error: ProxyError };
+
+export const ADMIT: AdmitDecision = Object.freeze({ kind: 'admit' });
+
+/** Key of a request under `rateLimit.key`; requests lacking the header/cookie/claim share the bucket '-'. */
+export type KeyOf = (ctx: RequestContext) => string;
+
+export function keyFunction(key: RateLimitPolicy['key'], className: string): KeyOf {
+  if (key === 'ip') return (ctx) => ctx.clientIp || ctx.peer || '-';
+  if (key === 'class') return () => className;
+  const colon = key.indexOf(':');
+  const kind = key.slice(0, colon);
+  const name = key.slice(colon + 1);
+  if (kind === 'header') {
+    const h = name.toLowerCase();
+    return (ctx) => {
+      const v = ctx.req.headers[h];
+      return (Array.isArray(v) ? v[0] : v) ?? '-';
+    };
+  }
+  if (kind === 'cookie') {
+    return (ctx) => {
+      const c = ctx.req.headers.cookie;
+      return (c && parseCookie(c)[name]) || '-';
+    };
+  }
+  // jwt:CLAIM
+  return (ctx) => {
+    const v = ctx.claims?.[name];
+    return v === undefined || v === null ? '-' : typeof v === 'string' ? v : JSON.stringify(v);
+  };
+}
+
+/** Structured-field string (RFC 8941 sf-string) of a class name. */
+function sfString(s: string): string {
+  return `"${s.replace(/["\\]/g, '\\$&')}"`;
+}
+
+export class ClassLimiter {
+  readonly params: GcraParams;
+  readonly local: KeyedBuckets;
+  readonly keyOf: KeyOf;
+  /** `RateLimit-Policy` value, computed once (draft-ietf-httpapi-ratelimit-headers-10 syntax). */
+  readonly policyHeader: string;
+  private readonly sfName: string;
+  private readonly maxWaitMs: number;
+  private readonly redisPrefix: string;
+  private readonly out: Take = { waitMs: 0, rejected: false, remaining: 0 };
+
+  constructor(
+    readonly klass: ClassPolicy,
+    readonly policy: RateLimitPolicy,
+    clock: Clock,
+    readonly store: RedisStore | undefined,
+    bucketOpts: KeyedBucketsOptions = {},
+  ) {
+    this.params = Object.freeze({ intervalMs: policy.perMs / policy.rate, burst: policy.burst });
+    this.local = new KeyedBuckets(this.params, clock, bucketOpts);
+    this.keyOf = keyFunction(policy.key, klass.name);
+    this.maxWaitMs = policy.onLimit === 'queue' ? klass.queue.timeoutMs : 0;
+    this.sfName = sfString(klass.name);
+    // The draft's window is whole seconds: scale the quota to a window of at least 1 s.
+    const w = Math.max(1, Math.round(policy.perMs / 1000));
+    const q = Math.max(1, Math.round((policy.rate * w * 1000) / policy.perMs));
+    this.policyHeader = `${this.sfName};q=${q};w=${w};burst=${policy.burst}`;
+    this.redisPrefix = `sluice:rl:{${klass.name}}:${policy.rate}/${policy.perMs}/${policy.burst}:`;
+  }
+
+  /** Whether this limiter can be kept across a reload to `next` (same limit, same store). */
+  sameAs(klass: ClassPolicy): boolean {
+    const p = klass.rateLimit;
+    const q = this.policy;
+    return (
+      p !== undefined &&
+      p.rate === q.rate &&
+      p.perMs === q.perMs &&
+      p.burst === q.burst &&
+      p.key === q.key &&
+      p.onLimit === q.onLimit &&
+      p.store?.redis === q.store?.redis &&
+      p.store?.failClosed === q.store?.failClosed &&
+      klass.queue.timeoutMs === this.klass.queue.timeoutMs &&
+      klass.name === this.klass.name
+    );
+  }
+
+  admit(ctx: RequestContext): AdmitDecision | Promise<AdmitDecision> {
+    const key = this.keyOf(ctx);
+    if (this.store && this.store.connected) return this.admitShared(key);
+    if (this.store && this.policy.store?.failClosed) return this.storeDown();
+    return this.decide(key, this.local.take(key, this.maxWaitMs, this.out), true);
+  }
+
+  private async admitShared(key: string): Promise<AdmitDecision> {
+    const out: Take = { waitMs: 0, rejected: false, remaining: 0 };
+    try {
+      await this.store!.take(this.redisPrefix + key, this.params, this.maxWaitMs, out);
+      return this.decide(key, out, false);
+    } catch (err) {
+      this.store!.down(err as Error);
+      if (this.policy.store?.failClosed) return this.storeDown();
+      return this.decide(key, this.local.take(key, this.maxWaitMs, this.out), true);
+    }
+  }
+
+  private decide(key: string, t: Take, local: boolean): AdmitDecision {
+    if (!t.rejected) {
+      if (t.waitMs <= 0) return ADMIT;
+      return { kind: 'delay', ms: t.waitMs, key: local ? key : '', limiter: this };
+    }
+    const retryMs = t.waitMs;
+    const retry = Math.max(1, Math.ceil(retryMs / 1000));
+    return {
+      kind: 'reject',
+      error: new ProxyError('RATE_LIMITED', `rate limit of class '${this.klass.name}' exceeded (${this.policy.rate} per ${this.policy.perMs} ms, burst ${this.policy.burst})`, {
+        className: this.klass.name,
+        retryAfterMs: retryMs,
+        headers: {
+          'ratelimit-policy': this.policyHeader,
+          ratelimit: `${this.sfName};r=0;t=${retry}`,
+        },
+      }),
+    };
+  }
+
+  private storeDown(): AdmitDecision {
+    return {
+      kind: 'reject',
+      error: new ProxyError('RATE_LIMITED', `rate limit store of class '${this.klass.name}' is unreachable (failClosed)`, {
+        className: this.klass.name,
+        retryAfterMs: 1000,
+        headers: { 'ratelimit-policy': this.policyHeader, ratelimit: `${this.sfName};r=0;t=1` },
+      }),
+    };
+  }
+
+  /** A delayed request left before its turn: give its token back (local buckets only). */
+  refund(key: string): void {
+    if (key !== '') this.local.refund(key);
+  }
+
+  close(): void {
+    this.local.close();
+    this.store?.release();
+  }
+}
