@@ -15,6 +15,7 @@ export const ErrorCodes = {
   UPSTREAM_TIMEOUT: { status: 504, title: 'Upstream timed out' },
   HEADERS_TOO_LARGE: { status: 431, title: 'Request headers too large' },
   BODY_TOO_LARGE: { status: 413, title: 'Request body too large' },
+  URI_TOO_LONG: { status: 414, title: 'Request target too long' },
   BAD_REQUEST: { status: 400, title: 'Bad request' },
   REQUEST_TIMEOUT: { status: 408, title: 'Request body stalled' },
 } as const satisfies Record<string, { status: number; title: string }>;

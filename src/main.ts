@@ -55,6 +55,7 @@ export class Sluice {
         maxHeaderSize: policy.limits.maxHeaderSize,
         headersTimeoutMs: policy.timeouts.requestHeadersMs,
         keepAliveTimeoutMs: policy.timeouts.keepAliveMs,
+        maxConcurrentStreams: policy.limits.http2MaxConcurrentStreams,
       },
       this.log,
     );
@@ -62,6 +63,7 @@ export class Sluice {
       status: () => this.status(),
       metrics: () => this.telemetry.metrics.text(),
       reload: () => this.reload(),
+      reloadToken: () => this.policy.admin.token,
     });
   }
 

@@ -56,6 +56,11 @@ export class Runtime {
 
   /** Route, client address, identity and class of a request (also used by `sluice explain`). */
   async decide(ctx: RequestContext): Promise<Decision | undefined> {
+    const strip = this.policy.trustedHeaders;
+    if (strip.length > 0 && !this.clientIp.peerTrusted(ctx.peer)) {
+      // Only trusted proxies may set these; from anyone else they are forgeries.
+      for (const h of strip) delete ctx.req.headers[h];
+    }
     ctx.route = this.router.match(ctx);
     if (!ctx.route) return undefined;
     ctx.clientIp = this.clientIp.of(ctx.req, ctx.peer);
@@ -230,6 +235,13 @@ export class Pipeline {
   };
 
   private async admit(ctx: RequestContext, rt: Runtime): Promise<void> {
+    const maxUrl = rt.policy.limits.maxUrlLength;
+    if ((ctx.req.url?.length ?? 0) > maxUrl) {
+      ctx.status = 414;
+      sendProblem(ctx.res, new ProxyError('URI_TOO_LONG', `request target of ${ctx.req.url!.length} characters exceeds ${maxUrl}`));
+      this.finish(ctx, 'rejected');
+      return;
+    }
     const d = await rt.decide(ctx);
     if (!d) {
       ctx.status = 404;

@@ -22,6 +22,8 @@ const DEFAULTS = {
   queue: { size: 1000, timeout: '5s' },
   maxHeaderSize: 16 * 1024,
   maxQueued: 10_000,
+  maxUrlLength: 8192,
+  http2MaxConcurrentStreams: 128,
   shutdownGrace: '30s',
   implicitClass: 'default',
 } as const;
@@ -288,12 +290,29 @@ export function compilePolicy(raw: RawPolicy, file: string, pos: Positions, file
     });
   }
 
+  let adminToken = raw.admin?.token;
+  if (raw.admin?.tokenFile !== undefined) {
+    const text = files.get(referencedPath(file, raw.admin.tokenFile));
+    if (raw.admin.token !== undefined) c.fail(['admin', 'tokenFile'], 'give token or tokenFile, not both');
+    else if (text === undefined) c.fail(['admin', 'tokenFile'], `cannot read ${raw.admin.tokenFile}`);
+    else if (text.trim().length < 16) c.fail(['admin', 'tokenFile'], `${raw.admin.tokenFile}: the token must be at least 16 characters`);
+    else adminToken = text.trim();
+  }
+  if ((raw.trustedHeaders?.length ?? 0) > 0 && (raw.trustedProxies?.length ?? 0) === 0) {
+    c.fail(['trustedHeaders'], 'trustedHeaders needs trustedProxies: with no trusted peer these headers would always be removed');
+  }
+
   if (c.issues.length > 0 || !defaultClass) return { ok: false, issues: c.issues };
 
   const policy: Policy = Object.freeze({
     source: file,
     listen: Object.freeze({ ...DEFAULTS.listen, ...raw.listen }),
-    admin: Object.freeze({ ...DEFAULTS.admin, ...raw.admin }),
+    admin: Object.freeze({
+      host: raw.admin?.host ?? DEFAULTS.admin.host,
+      port: raw.admin?.port ?? DEFAULTS.admin.port,
+      ...(adminToken !== undefined ? { token: adminToken } : {}),
+    }),
+    trustedHeaders: Object.freeze((raw.trustedHeaders ?? []).map((h) => h.toLowerCase())),
     trustedProxies: Object.freeze(trustedProxies),
     ...(identity ? { identity } : {}),
     limits: Object.freeze({
@@ -301,6 +320,8 @@ export function compilePolicy(raw: RawPolicy, file: string, pos: Positions, file
       maxQueued: raw.limits?.maxQueued ?? DEFAULTS.maxQueued,
       maxHeaderSize,
       maxBodySize,
+      maxUrlLength: raw.limits?.maxUrlLength ?? DEFAULTS.maxUrlLength,
+      http2MaxConcurrentStreams: raw.limits?.http2MaxConcurrentStreams ?? DEFAULTS.http2MaxConcurrentStreams,
     }),
     shutdown: Object.freeze({ graceMs: c.duration(raw.shutdown?.grace, DEFAULTS.shutdownGrace, ['shutdown', 'grace']) }),
     timeouts: Object.freeze({

@@ -119,8 +119,9 @@ async function referencedFiles(text: string, file: string): Promise<Map<string, 
   } catch {
     return out;
   }
-  const jwt = (raw as { identity?: { jwt?: { secretFile?: unknown; jwksFile?: unknown } } } | null)?.identity?.jwt;
-  for (const ref of [jwt?.secretFile, jwt?.jwksFile]) {
+  const r = raw as { identity?: { jwt?: { secretFile?: unknown; jwksFile?: unknown } }; admin?: { tokenFile?: unknown } } | null;
+  const jwt = r?.identity?.jwt;
+  for (const ref of [jwt?.secretFile, jwt?.jwksFile, r?.admin?.tokenFile]) {
     if (typeof ref !== 'string') continue;
     const path = referencedPath(file, ref);
     try {

@@ -58,6 +58,8 @@ export const Admin = Strict(
   {
     host: Type.Optional(Type.String({ description: 'Admin bind address. Default 127.0.0.1 (loopback only).' })),
     port: Type.Optional(Port('Admin port; 0 picks an ephemeral port. Default 9901.')),
+    token: Type.Optional(Type.String({ minLength: 16, description: 'POST /reload requires "Authorization: Bearer <token>". Default: no token (loopback only is the protection).' })),
+    tokenFile: Type.Optional(Type.String({ description: 'File holding the reload token.' })),
   },
   { description: 'Admin listener (health, status, metrics, reload).' },
 );
@@ -207,6 +209,11 @@ export const PolicySchema = Strict(
         description: 'CIDRs of proxies in front of sluice whose X-Forwarded-For is believed. Default none.',
       }),
     ),
+    trustedHeaders: Type.Optional(
+      Type.Array(Type.String({ pattern: '^[A-Za-z0-9-]+$' }), {
+        description: 'Headers honoured only from trustedProxies: removed from any other peer\'s requests before classification and forwarding (e.g. x-tier set by your gateway). Default none.',
+      }),
+    ),
     identity: Type.Optional(Identity),
     limits: Type.Optional(
       Strict(
@@ -220,6 +227,8 @@ export const PolicySchema = Strict(
         ),
         maxHeaderSize: Type.Optional(Size('Request header bytes; more: 431. Default 16KiB.')),
         maxBodySize: Type.Optional(Size('Request body bytes; more: 413. Default unlimited.')),
+        maxUrlLength: Type.Optional(Type.Integer({ minimum: 16, description: 'Request target (path and query) length; longer: 414. Default 8192.' })),
+        http2MaxConcurrentStreams: Type.Optional(Type.Integer({ minimum: 1, description: 'Streams one HTTP/2 connection may have open. Default 128.' })),
         },
         { description: 'Proxy-wide limits.' },
       ),

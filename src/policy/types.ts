@@ -83,7 +83,9 @@ export interface Policy {
   /** File the policy was read from (for messages and reload). */
   readonly source: string;
   readonly listen: { readonly host: string; readonly port: number };
-  readonly admin: { readonly host: string; readonly port: number };
+  readonly admin: { readonly host: string; readonly port: number; readonly token?: string };
+  /** Lower-case header names removed from requests of untrusted peers. */
+  readonly trustedHeaders: readonly string[];
   /** CIDRs (validated) of proxies whose X-Forwarded-For is believed. */
   readonly trustedProxies: readonly string[];
   readonly identity?: { readonly jwt: JwtIdentityPolicy };
@@ -92,6 +94,8 @@ export interface Policy {
     readonly maxQueued: number;
     readonly maxHeaderSize: number;
     readonly maxBodySize: number;
+    readonly maxUrlLength: number;
+    readonly http2MaxConcurrentStreams: number;
   };
   readonly shutdown: { readonly graceMs: number };
   readonly timeouts: { readonly requestHeadersMs: number; readonly requestBodyIdleMs: number; readonly keepAliveMs: number };
