@@ -47,7 +47,13 @@ export class Sluice {
     this.log = opts.log ?? silentLogger;
     const clock = opts.clock ?? systemClock;
     this.telemetry = new Telemetry({ clock, env: opts.env });
-    this.pipeline = new Pipeline(policy, { clock, log: this.log, hooks: this.telemetry.forwardHooks, onDone: this.telemetry.onDone });
+    this.pipeline = new Pipeline(policy, {
+      clock,
+      log: this.log,
+      hooks: this.telemetry.forwardHooks,
+      onDone: this.telemetry.onDone,
+      onShapedBytes: this.telemetry.onShapedBytes,
+    });
     this.telemetry.observe(() => this.pipeline.scheduler.status());
     this.listener = new Listener(
       { request: this.pipeline.handle, upgrade: this.pipeline.upgrade },

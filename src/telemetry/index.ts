@@ -9,8 +9,9 @@ import type { RequestContext } from '../accept/context.js';
 import type { Clock } from '../clock.js';
 import type { ForwardHooks } from '../forward/proxy.js';
 import type { SchedulerStatus } from '../schedule/scheduler.js';
-import { Metrics } from './metrics.js';
-import { Tracing } from './tracing.js';
+import type { OutgoingHttpHeaders } from 'node:http';
+import { Metrics, type ShapedDirection } from './metrics.js';
+import { Tracing, tracesExporterFromEnv } from './tracing.js';
 
 export { Metrics, recordShapedBytes, type ShapedDirection } from './metrics.js';
 export { Tracing, RequestTrace, tracesExporterFromEnv } from './tracing.js';
@@ -29,10 +30,11 @@ export class Telemetry {
   /** Undefined until `startTracing()`, and after it when no trace exporter is configured. */
   tracing: Tracing | undefined = undefined;
   /**
-   * Hooks for the forward stage, handed to the pipeline at construction;
-   * `startTracing()` fills in `onUpstreamHeaders` when tracing is on.
+   * Hooks for the forward stage, handed to the pipeline at construction (which
+   * may copy them). Empty when the environment configures no tracing; else
+   * `onUpstreamHeaders` delegates to the tracer once `startTracing()` has run.
    */
-  readonly forwardHooks: ForwardHooks = {};
+  readonly forwardHooks: ForwardHooks;
   private readonly clock: Clock;
   private readonly env: NodeJS.ProcessEnv;
   private readonly version: string | undefined;
@@ -44,13 +46,22 @@ export class Telemetry {
     this.version = opts.version;
     this.metrics = new Metrics({ serviceName: this.env.OTEL_SERVICE_NAME || 'sluice' });
     this.metrics.activate();
+    this.forwardHooks = tracesExporterFromEnv(this.env) ? { onUpstreamHeaders: this.onUpstreamHeaders } : {};
   }
+
+  private readonly onUpstreamHeaders = (ctx: RequestContext, headers: OutgoingHttpHeaders): void => {
+    if (this.tracing) this.tracing.onUpstreamHeaders(ctx, headers);
+  };
+
+  /** PipelineOptions.onShapedBytes: bytes let through a class's shaper. */
+  readonly onShapedBytes = (className: string, direction: ShapedDirection, n: number): void => {
+    this.metrics.recordShapedBytes(className, direction, n);
+  };
 
   /** Sets up tracing from OTEL_* (once; later calls wait for the first). */
   startTracing(): Promise<void> {
     this.tracingStarted ??= Tracing.fromEnv(this.env, { clock: this.clock, version: this.version }).then((t) => {
       this.tracing = t;
-      if (t) this.forwardHooks.onUpstreamHeaders = t.onUpstreamHeaders;
     });
     return this.tracingStarted;
   }

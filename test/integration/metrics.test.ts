@@ -17,7 +17,14 @@ routes:
   - name: api
     match: { pathPrefix: /api }
     upstream: app
+  - name: bytes
+    match: { pathPrefix: /bytes }
+    upstream: app
 classes:
+  - name: shaped
+    priority: 0
+    match: { headers: { x-test: shaped } }
+    bandwidth: { download: 2MiB/s }
   - name: premium
     priority: 0
     match: { headers: { x-tier: premium } }
@@ -135,5 +142,16 @@ describe('GET /metrics', { timeout: 60_000 }, () => {
     assert.equal(m.value('sluice_class_queued', { sluice_class: 'premium' }), 0);
     assert.equal(m.value('sluice_class_in_flight', { sluice_class: 'free' }), 0);
     assert.equal(m.value('sluice_upstream_in_flight', { sluice_upstream: 'app' }), 0);
+  });
+
+  test('bytes through a class bandwidth shaper are counted', async () => {
+    const before = (await scrape()).value('sluice_shaped_total', { sluice_class: 'shaped', sluice_direction: 'download' }) ?? 0;
+    const r = await fetch(`${sluice.url}/bytes?n=300000`, { headers: { 'x-test': 'shaped' } });
+    assert.equal(r.status, 200);
+    assert.equal((await r.arrayBuffer()).byteLength, 300000);
+    const m = await scrape();
+    assert.equal(m.types.get('sluice_shaped_total'), 'counter');
+    assert.equal(m.value('sluice_shaped_total', { sluice_class: 'shaped', sluice_direction: 'download' })! - before, 300000);
+    assert.equal(m.value('sluice_requests_total', { sluice_class: 'shaped', sluice_outcome: 'forwarded' }), 1);
   });
 });

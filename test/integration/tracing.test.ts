@@ -20,6 +20,10 @@ routes:
     match: { pathPrefix: / }
     upstream: app
 classes:
+  - name: shaped
+    priority: 0
+    match: { headers: { x-test: shaped } }
+    bandwidth: { download: 1MiB/s }
   - name: queued
     priority: 0
     match: { headers: { x-test: queued } }
@@ -193,6 +197,18 @@ for (const protocol of ['http/json', 'http/protobuf'] as const) {
       } finally {
         session.close();
       }
+    });
+
+    test('a shaped download: body size and transfer time on the SERVER span', async () => {
+      const r = await fetch(`${sluice.url}/bytes?n=400000`, { headers: { 'x-test': 'shaped' } });
+      assert.equal(r.status, 200);
+      assert.equal((await r.arrayBuffer()).byteLength, 400000);
+      const { server } = await traceOf(receiver, '/bytes', 3);
+      assert.equal(server.attributes['sluice.class'], 'shaped');
+      assert.equal(server.attributes['http.response.body.size'], 400000);
+      // 1 MiB/s with a ~100 KiB burst: the last ~290 KB take ~280 ms.
+      const transfer = server.attributes['sluice.response.transfer_ms'] as number;
+      assert.ok(transfer >= 150, `transfer took ${transfer} ms`);
     });
 
     test('a queued request: the queue span covers the wait', async () => {
