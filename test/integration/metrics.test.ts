@@ -21,6 +21,10 @@ routes:
     match: { pathPrefix: /bytes }
     upstream: app
 classes:
+  - name: limited
+    priority: 0
+    match: { headers: { x-test: limited } }
+    rateLimit: { rate: 2, per: 1m, burst: 2, key: class }
   - name: shaped
     priority: 0
     match: { headers: { x-test: shaped } }
@@ -142,6 +146,16 @@ describe('GET /metrics', { timeout: 60_000 }, () => {
     assert.equal(m.value('sluice_class_queued', { sluice_class: 'premium' }), 0);
     assert.equal(m.value('sluice_class_in_flight', { sluice_class: 'free' }), 0);
     assert.equal(m.value('sluice_upstream_in_flight', { sluice_upstream: 'app' }), 0);
+  });
+
+  test('rate-limit rejections are requests with outcome rate_limited', async () => {
+    const codes: number[] = [];
+    for (let i = 0; i < 5; i++) codes.push(await status(`${sluice.url}/api/l${i}`, { 'x-test': 'limited' }));
+    assert.deepEqual(codes, [200, 200, 429, 429, 429]);
+    const m = await scrape();
+    assert.equal(m.value('sluice_requests_total', { sluice_class: 'limited', sluice_outcome: 'forwarded' }), 2);
+    assert.equal(m.value('sluice_requests_total', { sluice_class: 'limited', sluice_outcome: 'rate_limited' }), 3);
+    assert.equal(m.value('sluice_request_duration_count', { sluice_class: 'limited', sluice_outcome: 'rate_limited' }), 3);
   });
 
   test('bytes through a class bandwidth shaper are counted', async () => {
