@@ -14,7 +14,7 @@
  * short command timeout); the caller falls back to its local buckets or
  * rejects (failClosed). ioredis reconnects by itself with backoff.
  */
-import { Redis } from 'ioredis';
+import type { Redis } from 'ioredis';
 import type { Logger } from '../telemetry/log.js';
 import type { GcraParams, Take } from './gcra.js';
 
@@ -47,7 +47,9 @@ type RedisWithGcra = Redis & { sluiceGcra: GcraCommand };
 
 /** One connection per Redis URL, shared by every class that names it. */
 export class RedisStore {
-  private readonly client: RedisWithGcra;
+  /** Undefined until ioredis is loaded: it is imported only by policies that use Redis (it costs ~20 MiB). */
+  private client: RedisWithGcra | undefined;
+  private closed = false;
   /** An outage was logged and its end not yet. */
   private reported = false;
   private seen = false;
@@ -59,32 +61,35 @@ export class RedisStore {
     readonly url: string,
     private readonly log: Logger,
   ) {
-    const client = new Redis(url, {
-      enableOfflineQueue: false,
-      maxRetriesPerRequest: 0,
-      commandTimeout: 500,
-      connectTimeout: 1000,
-      // Keeps trying for ever, at most every 2 s.
-      retryStrategy: (times) => Math.min(50 * times, 2000),
-      lazyConnect: false,
+    void import('ioredis').then(({ Redis }) => {
+      if (this.closed) return;
+      const client = new Redis(url, {
+        enableOfflineQueue: false,
+        maxRetriesPerRequest: 0,
+        commandTimeout: 500,
+        connectTimeout: 1000,
+        // Keeps trying for ever, at most every 2 s.
+        retryStrategy: (times: number) => Math.min(50 * times, 2000),
+        lazyConnect: false,
+      });
+      client.defineCommand('sluiceGcra', { numberOfKeys: 1, lua: SCRIPT });
+      client.on('ready', () => {
+        if (!this.seen) {
+          this.seen = true;
+          this.log.info({ redis: redact(url) }, 'rate-limit store connected');
+        } else if (this.reported) {
+          this.reported = false;
+          this.log.info({ redis: redact(url) }, 'rate-limit store reachable again; shared limits restored');
+        }
+      });
+      client.on('error', (err: Error) => this.down(err));
+      client.on('close', () => this.down(undefined));
+      this.client = client as RedisWithGcra;
     });
-    client.defineCommand('sluiceGcra', { numberOfKeys: 1, lua: SCRIPT });
-    client.on('ready', () => {
-      if (!this.seen) {
-        this.seen = true;
-        this.log.info({ redis: redact(url) }, 'rate-limit store connected');
-      } else if (this.reported) {
-        this.reported = false;
-        this.log.info({ redis: redact(url) }, 'rate-limit store reachable again; shared limits restored');
-      }
-    });
-    client.on('error', (err: Error) => this.down(err));
-    client.on('close', () => this.down(undefined));
-    this.client = client as RedisWithGcra;
   }
 
   get connected(): boolean {
-    return this.client.status === 'ready';
+    return this.client?.status === 'ready';
   }
 
   /**
@@ -93,7 +98,7 @@ export class RedisStore {
    * only: the connection's own events say when it is really down.
    */
   down(err: Error | undefined): void {
-    if (this.client.status === 'ready') {
+    if (this.client?.status === 'ready') {
       this.failedCommands++;
       return;
     }
@@ -103,6 +108,7 @@ export class RedisStore {
   }
 
   async take(key: string, p: GcraParams, maxWaitMs: number, out: Take): Promise<Take> {
+    if (!this.client) throw new Error('rate-limit store not connected yet');
     const [ok, wait, remaining] = await this.client.sluiceGcra(key, String(p.intervalMs), String(p.burst), String(maxWaitMs));
     out.rejected = ok !== 1;
     out.waitMs = Number(wait);
@@ -122,7 +128,8 @@ export class RedisStore {
   /** Drops one user; the last one closes the connection. */
   release(): void {
     if (--this.refs > 0) return;
-    this.client.disconnect();
+    this.closed = true;
+    this.client?.disconnect();
   }
 }
 

@@ -74,6 +74,11 @@ export async function startBackend(opts: BackendOptions = {}): Promise<Backend> 
         return;
       }
       if (p === '/hang') return; // never answers
+      if (p === '/drop-after') {
+        // Answers as if keeping the connection, then closes it: the next request on it meets a dead socket.
+        res.end('dropped-after', () => req.socket.destroy());
+        return;
+      }
       if (p === '/stall') {
         // Headers and a first chunk, then silence (a stalled upstream).
         res.writeHead(200, { 'content-type': 'text/plain' });
