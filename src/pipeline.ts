@@ -350,6 +350,8 @@ export class Pipeline {
   finish(ctx: RequestContext, outcome: Outcome): void {
     if (ctx.outcome !== undefined) return;
     ctx.outcome = outcome;
+    // Telemetry first: it ends the spans, whose ids the request log line carries.
+    this.onDone?.(ctx);
     if (this.debug) {
       this.log.debug(
         {
@@ -365,11 +367,12 @@ export class Pipeline {
           upstreamMs: round(ctx.upstreamMs),
           totalMs: round(this.clock.now() - ctx.start),
           client: ctx.clientIp,
+          trace_id: ctx.trace?.traceId,
+          span_id: ctx.trace?.spanId,
         },
         'request',
       );
     }
-    this.onDone?.(ctx);
   }
 }
 
