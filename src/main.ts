@@ -11,6 +11,7 @@ import { Listener } from './accept/server.js';
 import { createAdminServer } from './admin/server.js';
 import { Pipeline } from './pipeline.js';
 import { silentLogger, type Logger } from './telemetry/log.js';
+import { Telemetry } from './telemetry/index.js';
 
 export interface SluiceOptions {
   /** Overrides policy listen.port (0: ephemeral). */
@@ -19,6 +20,8 @@ export interface SluiceOptions {
   adminPort?: number;
   log?: Logger;
   clock?: Clock;
+  /** Environment read for OTEL_* tracing settings. Default: process.env. */
+  env?: NodeJS.ProcessEnv;
 }
 
 export interface Addresses {
@@ -32,6 +35,7 @@ export function summarize(p: Policy): string {
 
 export class Sluice {
   readonly pipeline: Pipeline;
+  readonly telemetry: Telemetry;
   private readonly listener: Listener;
   private readonly admin: Server;
   private readonly log: Logger;
@@ -41,7 +45,16 @@ export class Sluice {
   private constructor(policy: Policy, private readonly opts: SluiceOptions) {
     this.policy = policy;
     this.log = opts.log ?? silentLogger;
-    this.pipeline = new Pipeline(policy, { clock: opts.clock ?? systemClock, log: this.log });
+    const clock = opts.clock ?? systemClock;
+    this.telemetry = new Telemetry({ clock, env: opts.env });
+    this.pipeline = new Pipeline(policy, {
+      clock,
+      log: this.log,
+      hooks: this.telemetry.forwardHooks,
+      onDone: this.telemetry.onDone,
+      onShapedBytes: this.telemetry.onShapedBytes,
+    });
+    this.telemetry.observe(() => this.pipeline.scheduler.status());
     this.listener = new Listener(
       { request: this.pipeline.handle, upgrade: this.pipeline.upgrade },
       {
@@ -54,6 +67,7 @@ export class Sluice {
     );
     this.admin = createAdminServer({
       status: () => this.status(),
+      metrics: () => this.telemetry.metrics.text(),
       reload: () => this.reload(),
       reloadToken: () => this.policy.admin.token,
     });
@@ -71,6 +85,7 @@ export class Sluice {
 
   async start(): Promise<Addresses> {
     const p = this.policy;
+    await this.telemetry.startTracing();
     const proxy = await this.listener.listen(this.opts.port ?? p.listen.port, p.listen.host);
     const admin = await new Promise<{ host: string; port: number }>((resolve, reject) => {
       this.admin.once('error', reject);
@@ -135,6 +150,8 @@ export class Sluice {
     this.admin.closeAllConnections();
     this.pipeline.runtime.close();
     this.pipeline.close();
+    // Last: spans of the requests finished above are flushed to the exporter.
+    await this.telemetry.shutdown().catch((err: unknown) => this.log.warn({ err }, 'telemetry shutdown failed'));
   }
 }
 

@@ -253,7 +253,8 @@ export class Pipeline {
       this.finish(ctx, 'client_abort');
       return;
     }
-    const max = rt.policy.limits.maxBodySize;
+    const max = Math.min(ctx.route!.maxBodySize, d.klass.maxBodySize);
+    ctx.maxBodySize = max;
     if (max !== Infinity) {
       // A declared length over the limit is refused before it takes a slot or reaches the upstream.
       const declared = Number(ctx.req.headers['content-length'] ?? 0);
@@ -349,6 +350,8 @@ export class Pipeline {
   finish(ctx: RequestContext, outcome: Outcome): void {
     if (ctx.outcome !== undefined) return;
     ctx.outcome = outcome;
+    // Telemetry first: it ends the spans, whose ids the request log line carries.
+    this.onDone?.(ctx);
     if (this.debug) {
       this.log.debug(
         {
@@ -364,11 +367,12 @@ export class Pipeline {
           upstreamMs: round(ctx.upstreamMs),
           totalMs: round(this.clock.now() - ctx.start),
           client: ctx.clientIp,
+          trace_id: ctx.trace?.traceId,
+          span_id: ctx.trace?.spanId,
         },
         'request',
       );
     }
-    this.onDone?.(ctx);
   }
 }
 

@@ -5,6 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { ClassPolicy, RoutePolicy } from '../policy/types.js';
+import type { RequestTrace } from '../telemetry/tracing.js';
 
 export type InboundRequest = IncomingMessage | Http2ServerRequest;
 export type InboundResponse = ServerResponse | Http2ServerResponse;
@@ -63,8 +64,12 @@ export class RequestContext {
   upstreamHeadersAt = 0;
   outcome: Outcome | undefined;
   status = 0;
+  /** Request body limit for this request: the smaller of its route's and its class's. */
+  maxBodySize = Infinity;
   /** Claims of a verified JWT, when identity is configured and the token checks out. */
   claims: Record<string, unknown> | undefined;
+  /** Spans of this request; undefined while (or when) tracing does not need them. */
+  trace: RequestTrace | undefined = undefined;
 
   constructor(
     readonly req: InboundRequest,

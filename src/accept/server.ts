@@ -12,6 +12,7 @@ import {
   type Http2ServerResponse,
   type Http2Server,
   type ServerHttp2Session,
+  type ServerOptions,
 } from 'node:http2';
 import { Duplex } from 'node:stream';
 import type { Logger } from '../telemetry/log.js';
@@ -71,14 +72,20 @@ export class Listener {
       socket.end(`HTTP/1.1 ${status}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
     });
 
-    this.http2 = createH2Server({
+    const h2Options: ServerOptions & { maxSessionInvalidFrames: number; maxSessionRejectedStreams: number } = {
       maxHeaderListPairs: 256,
       maxSessionMemory: 16,
+      // Flood guards: a session that sends this many invalid frames, or makes the server
+      // refuse this many streams, is torn down (Node also mitigates rapid reset, CVE-2023-44487).
+      // Node supports both options; @types/node 20 does not declare them.
+      maxSessionInvalidFrames: 100,
+      maxSessionRejectedStreams: 100,
       settings: {
         maxConcurrentStreams: opts.maxConcurrentStreams ?? 128,
         maxHeaderListSize: opts.maxHeaderSize,
       },
-    });
+    };
+    this.http2 = createH2Server(h2Options);
     this.http2.on('request', handlers.request);
     // 'session' is emitted synchronously from emit('connection'), so pendingPeer is this session's.
     this.http2.on('session', (session) => {

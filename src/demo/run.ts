@@ -55,20 +55,20 @@ async function startBackendProcess(): Promise<{ url: string; peak(): Promise<num
   };
 }
 
-async function startProxy(policyFile: string): Promise<{ url: string; proc: ChildProcess }> {
+async function startProxy(policyFile: string): Promise<{ url: string; admin: string; proc: ChildProcess }> {
   const proc = spawn(process.execPath, [join(ROOT, 'dist', 'cli.js'), 'serve', '--config', policyFile, '--port', '0', '--admin-port', '0', '--log-level', 'warn'], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  const url = await new Promise<string>((resolve, reject) => {
+  const [url, admin] = await new Promise<[string, string]>((resolve, reject) => {
     let out = '';
     proc.stdout!.setEncoding('utf8').on('data', (d: string) => {
       out += d;
-      const m = /sluice listening on (\S+)/.exec(out);
-      if (m) resolve(m[1]!);
+      const m = /sluice listening on (\S+) admin (\S+)/.exec(out);
+      if (m) resolve([m[1]!, m[2]!]);
     });
     proc.once('exit', (code) => reject(new Error(`sluice exited with ${code}`)));
   });
-  return { url, proc };
+  return { url, admin, proc };
 }
 
 function fifoPolicy(backend: string): string {
@@ -99,8 +99,14 @@ async function phase(
   const proxy = await startProxy(file);
   try {
     const run = runLoad(proxy.url, load, durationMs);
+    // The proxy's own view (queued per class) comes from its admin /status.
+    let queued: Record<string, number> = {};
     const redraw = setInterval(() => {
-      const text = renderLive(title, run, durationMs);
+      void fetch(`${proxy.admin}/status`)
+        .then((r) => r.json() as Promise<{ classes: { name: string; queued: number }[] }>)
+        .then((st) => (queued = Object.fromEntries(st.classes.map((c) => [c.name, c.queued]))))
+        .catch(() => undefined);
+      const text = renderLive(title, run, durationMs, queued);
       if (live) process.stdout.write(`\x1b[H\x1b[2J${text}\n`);
     }, 500);
     if (!live) process.stdout.write(`running ${title} for ${durationMs / 1000}s...\n`);

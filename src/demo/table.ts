@@ -46,15 +46,16 @@ export function summarize(title: string, run: LoadRun, durationMs: number): Phas
   };
 }
 
-export function renderLive(title: string, run: LoadRun, durationMs: number): string {
+export function renderLive(title: string, run: LoadRun, durationMs: number, queued: Record<string, number>): string {
   const elapsed = performance.now() - run.start;
   const from = Math.max(0, elapsed - 2000);
-  const rows = [['class', 'req/s ok', 'p50 ms', 'p99 ms', 'in flight', 'rejected', 'errors']];
+  const rows = [['class', 'req/s ok', 'p50 ms', 'p99 ms', 'queued', 'rejected', 'errors']];
   for (const st of run.stats.values()) {
     const ok = st.ok(from, elapsed);
     const l = latencies(ok);
-    const finished = st.samples.length;
-    rows.push([st.name, fmt(ok.length / ((elapsed - from) / 1000 || 1)), fmt(percentile(l, 50), 1), fmt(percentile(l, 99), 1), String(st.sent - finished), String(st.rejected()), String(st.errors())]);
+    // FIFO has one class for everyone: its queue is shown on every row.
+    const q = queued[st.name] ?? Object.values(queued).reduce((a, b) => a + b, 0);
+    rows.push([st.name, fmt(ok.length / ((elapsed - from) / 1000 || 1)), fmt(percentile(l, 50), 1), fmt(percentile(l, 99), 1), String(q), String(st.rejected()), String(st.errors())]);
   }
   return `${title}: ${fmt(Math.min(elapsed, durationMs) / 1000, 1)}s / ${durationMs / 1000}s (last 2 s window)\n\n${table(rows)}`;
 }

@@ -43,7 +43,7 @@ interface Attempt {
   opts: ForwardOptions;
   timer: TimerHandle | undefined;
   upstreamReq: ClientRequest | undefined;
-  /** The policy the request started under (body limit, body idle timeout). */
+  /** The policy the request started under (body idle timeout). */
   policy: Policy;
 }
 
@@ -59,7 +59,7 @@ function onReq(req: InboundRequest, options: RequestOptions): ClientRequest {
   a.opts.hooks.onUpstreamHeaders?.(a.ctx, headers);
   const up = request(options);
   a.upstreamReq = up;
-  if (a.policy.limits.maxBodySize !== Infinity) limitBody(up, a);
+  if (a.ctx.maxBodySize !== Infinity) limitBody(up, a);
   if (hasPendingBody(req)) watchBody(req, a);
   // After limitBody: shaped pieces are what gets counted against maxBodySize.
   a.opts.hooks.requestBody?.(a.ctx, up);
@@ -79,7 +79,7 @@ function onReq(req: InboundRequest, options: RequestOptions): ClientRequest {
  */
 function limitBody(up: ClientRequest, a: Attempt): void {
   let seen = 0;
-  const max = a.policy.limits.maxBodySize;
+  const max = a.ctx.maxBodySize;
   const write = up.write;
   up.write = function (this: ClientRequest, chunk: unknown, ...rest: unknown[]): boolean {
     seen += typeof chunk === 'string' ? Buffer.byteLength(chunk) : (chunk as Buffer).length;

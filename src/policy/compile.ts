@@ -178,6 +178,7 @@ function compileClass(k: RawClass, i: number, c: Checker): ClassPolicy {
     match: k.match ? Object.freeze(k.match) : undefined,
     concurrency: k.concurrency ?? Infinity,
     reserve: k.reserve ?? 0,
+    maxBodySize: c.size(k.maxBodySize, [...p, 'maxBodySize']) ?? Infinity,
     queue: Object.freeze({
       size: k.queue?.size ?? DEFAULTS.queue.size,
       timeoutMs: c.duration(k.queue?.timeout, DEFAULTS.queue.timeout, [...p, 'queue', 'timeout']),
@@ -196,6 +197,7 @@ export function compilePolicy(raw: RawPolicy, file: string, pos: Positions, file
     if (!upstreams.has(u.name)) upstreams.set(u.name, compileUpstream(u, i, c));
   });
 
+  const maxBodySize = c.size(raw.limits?.maxBodySize, ['limits', 'maxBodySize']) ?? Infinity;
   const routeNames = raw.routes.map((r, i) => r.name ?? `route-${i}`);
   c.unique(routeNames, (i) => ['routes', i, 'name'], 'route');
   const routes: RoutePolicy[] = [];
@@ -207,7 +209,10 @@ export function compilePolicy(raw: RawPolicy, file: string, pos: Positions, file
       return;
     }
     c.valueMap(r.match?.headers, ['routes', i, 'match', 'headers']);
-    routes.push(Object.freeze({ name: routeNames[i]!, index: i, match: Object.freeze(r.match ?? {}), upstream }));
+    const own = c.size(r.maxBodySize, ['routes', i, 'maxBodySize']) ?? Infinity;
+    routes.push(
+      Object.freeze({ name: routeNames[i]!, index: i, match: Object.freeze(r.match ?? {}), upstream, maxBodySize: Math.min(own, maxBodySize) }),
+    );
   });
 
   const rawClasses = raw.classes ?? [];
@@ -247,7 +252,6 @@ export function compilePolicy(raw: RawPolicy, file: string, pos: Positions, file
   c.cidrs(raw.trustedProxies, ['trustedProxies']);
   const trustedProxies = [...(raw.trustedProxies ?? [])];
   const maxHeaderSize = c.size(raw.limits?.maxHeaderSize, ['limits', 'maxHeaderSize']) ?? DEFAULTS.maxHeaderSize;
-  const maxBodySize = c.size(raw.limits?.maxBodySize, ['limits', 'maxBodySize']) ?? Infinity;
 
   let identity: Policy['identity'];
   if (raw.identity?.jwt) {

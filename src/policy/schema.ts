@@ -116,6 +116,7 @@ export const Route = Strict({
   name: Type.Optional(Name('Name shown by explain, logs and traces. Default route-N.')),
   match: Type.Optional(RouteMatch),
   upstream: Name('Name of the upstream to forward to.'),
+  maxBodySize: Type.Optional(Size('Request body bytes on this route; more: 413. Default: limits.maxBodySize.')),
 });
 
 export const ClassMatch = Strict(
@@ -177,6 +178,7 @@ export const Klass = Strict({
     size: Type.Optional(Type.Integer({ minimum: 0, description: 'Max queued requests. Default 1000.' })),
     timeout: Type.Optional(Duration('Waiting longer than this: 503. Default 5s.')),
   }, { description: 'Bounded wait for a slot; full: 503 at once.' })),
+  maxBodySize: Type.Optional(Size('Request body bytes for this class; more: 413. Default: the route\'s limit.')),
   rateLimit: Type.Optional(RateLimit),
   bandwidth: Type.Optional(Bandwidth),
 });

@@ -34,6 +34,8 @@ export interface RoutePolicy {
   readonly index: number;
   readonly match: Readonly<RawRouteMatch>;
   readonly upstream: UpstreamPolicy;
+  /** Body limit on this route, already capped by limits.maxBodySize (Infinity: none). */
+  readonly maxBodySize: number;
 }
 
 export interface RateLimitPolicy {
@@ -62,6 +64,8 @@ export interface ClassPolicy {
   /** Infinity when not configured. */
   readonly concurrency: number;
   readonly reserve: number;
+  /** Body limit of the class (Infinity: none; the route's applies too). */
+  readonly maxBodySize: number;
   readonly queue: { readonly size: number; readonly timeoutMs: number };
   readonly rateLimit?: RateLimitPolicy;
   readonly bandwidth?: BandwidthPolicy;

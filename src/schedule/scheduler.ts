@@ -207,16 +207,10 @@ export class Scheduler {
       for (const q of u.byClass.values()) {
         for (let e = q.items.shift(); e; e = q.items.shift()) {
           if (e.cancelled) continue;
-          e.cancelled = true;
-          q.live--;
-          e.cls.queued--;
-          this.queued--;
-          e.job.queueEntry = undefined;
+          this.unlink(e);
           e.cls.rejected.shutting_down++;
           e.job.reject(new ProxyError(code, detail, { className: e.cls.policy.name, retryAfterMs: 1000 }), 'shutting_down');
         }
-        q.timer?.cancel();
-        q.timer = undefined;
       }
     }
   }
@@ -316,12 +310,7 @@ export class Scheduler {
     if (!victim) return false;
     for (let e = victim.items.pop(); e; e = victim.items.pop()) {
       if (e.cancelled) continue;
-      e.cancelled = true;
-      victim.live--;
-      e.cls.queued--;
-      this.queued--;
-      e.job.queueEntry = undefined;
-      if (victim.live === 0) victim.items.clear();
+      this.unlink(e);
       this.reject(e.job, e.cls, 'SHED', 'shed', `shed from class '${e.cls.policy.name}' for a higher-priority request`);
       return true;
     }

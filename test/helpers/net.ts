@@ -51,3 +51,17 @@ export function run(cmd: string, args: string[]): Promise<{ code: number | null;
     p.on('exit', (code) => resolve({ code, stdout, stderr }));
   });
 }
+
+/** GETs url and tells how the response ended: complete, incomplete, aborted or error. */
+export function responseCompletion(url: string): Promise<string> {
+  return new Promise<string>((resolve) => {
+    const req = request(url, (res) => {
+      res.on('data', () => {});
+      res.on('end', () => resolve(res.complete ? 'complete' : 'incomplete'));
+      res.on('error', () => resolve('error'));
+      res.on('aborted', () => resolve('aborted'));
+    });
+    req.on('error', () => resolve('error'));
+    req.end();
+  });
+}

@@ -9,7 +9,22 @@ let sluice: RunningSluice;
 
 before(async () => {
   backend = await startBackend();
-  sluice = await startSluice(simplePolicy(backend.url, 'limits: { maxBodySize: 64KiB }\n'));
+  sluice = await startSluice(`upstreams:
+  - name: app
+    targets: [${backend.url}]
+routes:
+  - match: { pathPrefix: /small }
+    upstream: app
+    maxBodySize: 1KiB
+  - upstream: app
+classes:
+  - name: tiny
+    match: { headers: { x-class: tiny } }
+    maxBodySize: 100
+  - name: rest
+defaultClass: rest
+limits: { maxBodySize: 64KiB }
+`);
 });
 
 after(async () => {
@@ -17,9 +32,9 @@ after(async () => {
   await backend.close();
 });
 
-function post(path: string, size: number, chunked: boolean): Promise<{ status: number; body: string }> {
+function post(path: string, size: number, chunked: boolean, extra: Record<string, string> = {}): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
-    const headers: Record<string, string | number> = chunked ? { 'transfer-encoding': 'chunked' } : { 'content-length': size };
+    const headers: Record<string, string | number> = { ...extra, ...(chunked ? { 'transfer-encoding': 'chunked' } : { 'content-length': size }) };
     const req = request(`${sluice.url}${path}`, { method: 'POST', headers }, (res) => {
       let b = '';
       res.setEncoding('utf8').on('data', (d: string) => (b += d)).on('end', () => resolve({ status: res.statusCode!, body: b }));
@@ -29,8 +44,9 @@ function post(path: string, size: number, chunked: boolean): Promise<{ status: n
     let sent = 0;
     const pump = (): void => {
       while (sent < size) {
-        sent += chunk.length;
-        if (!req.write(chunk)) return void req.once('drain', pump);
+        const piece = chunk.subarray(0, Math.min(chunk.length, size - sent));
+        sent += piece.length;
+        if (!req.write(piece)) return void req.once('drain', pump);
       }
       req.end();
     };
@@ -56,4 +72,11 @@ test('bodies under the limit pass', async () => {
   const r = await post('/count', 32 * 1024, true);
   assert.equal(r.status, 200);
   assert.equal(JSON.parse(r.body).bytes, 32 * 1024);
+});
+
+test('routes and classes can set a smaller body limit than the global one', async () => {
+  assert.equal((await post('/small/x', 2048, false)).status, 413);
+  assert.equal((await post('/small/x', 512, false)).status, 200);
+  assert.equal((await post('/count', 512, false, { 'x-class': 'tiny' })).status, 413);
+  assert.equal((await post('/count', 512, false)).status, 200);
 });

@@ -1,9 +1,8 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { request } from 'node:http';
 import { startBackend, type Backend } from '../helpers/backend.js';
 import { startSluice, type RunningSluice } from '../helpers/sluice.js';
-import { abortAfter, closedPort, getJson, waitFor } from '../helpers/net.js';
+import { abortAfter, closedPort, getJson, responseCompletion, waitFor } from '../helpers/net.js';
 
 let backend: Backend;
 let sluice: RunningSluice;
@@ -73,16 +72,7 @@ test('upstream resets before answering: 502', async () => {
 });
 
 test('upstream resets mid-response: the client sees an aborted response, not a truncated success', async () => {
-  const outcome = await new Promise<string>((resolve) => {
-    const req = request(`${sluice.url}/reset-mid`, (res) => {
-      res.on('data', () => {});
-      res.on('end', () => resolve(res.complete ? 'complete' : 'incomplete'));
-      res.on('error', () => resolve('error'));
-      res.on('aborted', () => resolve('aborted'));
-    });
-    req.on('error', () => resolve('error'));
-    req.end();
-  });
+  const outcome = await responseCompletion(`${sluice.url}/reset-mid`);
   assert.notEqual(outcome, 'complete');
   // Proxy still serves others.
   assert.equal((await fetch(`${sluice.url}/app/ok`)).status, 200);

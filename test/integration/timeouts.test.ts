@@ -2,10 +2,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect } from 'node:net';
-import { request } from 'node:http';
 import { startBackend, type Backend } from '../helpers/backend.js';
 import { startSluice, simplePolicy, type RunningSluice } from '../helpers/sluice.js';
-import { getJson, waitFor } from '../helpers/net.js';
+import { getJson, responseCompletion, waitFor } from '../helpers/net.js';
 
 let backend: Backend;
 let sluice: RunningSluice;
@@ -61,16 +60,7 @@ test('a request body that stalls is answered 408 after requestBodyIdle, and the 
 
 test('an upstream that stalls mid-response is cut off after its idleTimeout', async () => {
   const t0 = Date.now();
-  const outcome = await new Promise<string>((resolve) => {
-    const req = request(`${sluice.url}/stall`, (res) => {
-      res.on('data', () => {});
-      res.on('end', () => resolve(res.complete ? 'complete' : 'incomplete'));
-      res.on('error', () => resolve('error'));
-      res.on('aborted', () => resolve('aborted'));
-    });
-    req.on('error', () => resolve('error'));
-    req.end();
-  });
+  const outcome = await responseCompletion(`${sluice.url}/stall`);
   assert.notEqual(outcome, 'complete');
   assert.ok(Date.now() - t0 < 4000, `took ${Date.now() - t0} ms`);
   await waitFor(async () => (await getJson<{ inFlight: number }>(`${sluice.admin}/status`)).inFlight === 0, 3000, 'slot to free');

@@ -1,0 +1,110 @@
+/**
+ * Every metric sluice exports, declared in one list (the Envoy way: a stage's
+ * statistics are a table, not calls scattered through the code). Names follow
+ * OpenTelemetry conventions; the Prometheus exporter turns `sluice.requests`
+ * with unit `{request}` into `sluice_requests_total`, `ms` histograms into
+ * `*_milliseconds_bucket` and so on. docs/metrics.md lists the exported names.
+ */
+
+/** Attribute keys used on metrics and spans. */
+export const ATTR = {
+  class: 'sluice.class',
+  outcome: 'sluice.outcome',
+  upstream: 'sluice.upstream',
+  direction: 'sluice.direction',
+} as const;
+
+/** Queue waits are usually short, but a queue timeout can be tens of seconds. */
+export const QUEUE_WAIT_BUCKETS_MS: readonly number[] = [0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000];
+/** Total latency: from sub-millisecond rejections to long, shaped downloads. */
+export const LATENCY_BUCKETS_MS: readonly number[] = [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000];
+
+interface Spec {
+  readonly name: string;
+  readonly description: string;
+  readonly unit: string;
+  /** Attribute keys the instrument carries (documentation and tests). */
+  readonly attributes: readonly string[];
+}
+export interface CounterSpec extends Spec {
+  readonly kind: 'counter';
+}
+export interface HistogramSpec extends Spec {
+  readonly kind: 'histogram';
+  readonly buckets: readonly number[];
+}
+/** Observed when /metrics is read, from the scheduler's status. */
+export interface GaugeSpec extends Spec {
+  readonly kind: 'gauge';
+}
+export type InstrumentSpec = CounterSpec | HistogramSpec | GaugeSpec;
+
+export const INSTRUMENTS = {
+  requests: {
+    kind: 'counter',
+    name: 'sluice.requests',
+    unit: '{request}',
+    description: 'Finished requests by class and outcome (forwarded, rate_limited, queue_full, shed, queue_timeout, ...).',
+    attributes: [ATTR.class, ATTR.outcome],
+  },
+  queueWait: {
+    kind: 'histogram',
+    name: 'sluice.queue.wait',
+    unit: 'ms',
+    description: 'Time requests spent queued before a slot was granted (or they were rejected), by class.',
+    attributes: [ATTR.class],
+    buckets: QUEUE_WAIT_BUCKETS_MS,
+  },
+  duration: {
+    kind: 'histogram',
+    name: 'sluice.request.duration',
+    unit: 'ms',
+    description: 'Total time from arrival to the end of the response, by class and outcome.',
+    attributes: [ATTR.class, ATTR.outcome],
+    buckets: LATENCY_BUCKETS_MS,
+  },
+  shapedBytes: {
+    kind: 'counter',
+    name: 'sluice.shaped',
+    unit: 'By',
+    description: 'Bytes passed through the bandwidth shaper, by class and direction (download, upload).',
+    attributes: [ATTR.class, ATTR.direction],
+  },
+  classQueued: {
+    kind: 'gauge',
+    name: 'sluice.class.queued',
+    unit: '{request}',
+    description: 'Requests waiting in the queues of a class.',
+    attributes: [ATTR.class],
+  },
+  classInFlight: {
+    kind: 'gauge',
+    name: 'sluice.class.in_flight',
+    unit: '{request}',
+    description: 'Requests of a class being forwarded now.',
+    attributes: [ATTR.class],
+  },
+  upstreamQueued: {
+    kind: 'gauge',
+    name: 'sluice.upstream.queued',
+    unit: '{request}',
+    description: 'Requests waiting for a slot of an upstream.',
+    attributes: [ATTR.upstream],
+  },
+  upstreamInFlight: {
+    kind: 'gauge',
+    name: 'sluice.upstream.in_flight',
+    unit: '{request}',
+    description: 'Requests in flight to an upstream.',
+    attributes: [ATTR.upstream],
+  },
+  upstreamMaxConcurrent: {
+    kind: 'gauge',
+    name: 'sluice.upstream.max_concurrent',
+    unit: '{request}',
+    description: 'Configured maxConcurrent of an upstream (absent when unlimited).',
+    attributes: [ATTR.upstream],
+  },
+} as const satisfies Record<string, InstrumentSpec>;
+
+export type InstrumentName = keyof typeof INSTRUMENTS;
