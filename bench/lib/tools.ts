@@ -1,5 +1,6 @@
 // Load generators: wrk (HTTP/1.1) and h2load (HTTP/2 cleartext), output parsing.
 import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { run, shellLine } from './proc.js';
 
 export const LOADGEN_CORE = 1;
@@ -123,4 +124,40 @@ export async function h2load(o: H2loadOpts): Promise<LoadResult> {
     raw: r.stdout,
     command,
   };
+}
+
+/** One class of bench/lib/openloop.mjs's output. */
+export interface OpenLoopClass {
+  sent: number;
+  ok: number;
+  rejected: number;
+  backendOverload: number;
+  otherStatus: Record<string, number>;
+  errors: number;
+  timeouts: number;
+  p50ms: number | null;
+  p99ms: number | null;
+  okPerSec: number;
+}
+export interface OpenLoopOut {
+  durationS: number;
+  windowS: number;
+  sendWindowS: number;
+  answerWindowS: number;
+  outstandingAtEnd: number;
+  classes: Record<string, OpenLoopClass>;
+}
+
+/** Answers that are neither 2xx nor a proxy rejection (503/429): backend 503s, other statuses, errors, timeouts. */
+export function openLoopOther(c: OpenLoopClass): number {
+  return c.backendOverload + c.errors + c.timeouts + Object.values(c.otherStatus).reduce((a, b) => a + b, 0);
+}
+
+/** Run bench/lib/openloop.mjs (args after the script name) pinned to LOADGEN_CORE and parse its JSON line. */
+export async function openLoop(args: string[], durationS: number): Promise<OpenLoopOut> {
+  const repo = path.resolve(import.meta.dirname, '..', '..');
+  const r = await run('node', ['bench/lib/openloop.mjs', ...args], { core: LOADGEN_CORE, cwd: repo, timeoutMs: (durationS + 30) * 1000 });
+  const line = r.stdout.trim().split('\n').pop() ?? '';
+  if (r.code !== 0 || !line.startsWith('{')) throw new Error(`generator failed (${r.code}): ${r.stderr.slice(0, 400)}`);
+  return JSON.parse(line) as OpenLoopOut;
 }

@@ -5,11 +5,11 @@
 // FIFO-less rejection), HAProxy FIFO (server maxconn + timeout queue), HAProxy
 // with `http-request set-priority-class`, sluice with one class (FIFO) and
 // sluice with premium/free classes.
-import { REPO, oneClassPolicy, priorityPolicy, startBackend, startHaproxy, startNginx, startSluice, directPeer, type Peer } from '../lib/peers.js';
-import { run, shellLine } from '../lib/proc.js';
+import { oneClassPolicy, priorityPolicy, startBackend, startHaproxy, startNginx, startSluice, directPeer, type Peer } from '../lib/peers.js';
+import { shellLine } from '../lib/proc.js';
 import { fmt, fmtS, summarize } from '../lib/stats.js';
 import { startAll, stopAll } from '../lib/throughput.js';
-import { LOADGEN_CORE } from '../lib/tools.js';
+import { LOADGEN_CORE, openLoop, openLoopOther, type OpenLoopClass, type OpenLoopOut } from '../lib/tools.js';
 import { errMsg, interleaved, type Ctx, type Scenario, type Section } from '../lib/types.js';
 
 const SLOTS = 8;
@@ -17,23 +17,8 @@ const SERVICE_MS = 20;
 const CAPACITY = (SLOTS * 1000) / SERVICE_MS; // req/s
 const PREMIUM_SHARE = 0.25;
 
-interface ClassOut {
-  sent: number;
-  ok: number;
-  rejected: number;
-  backendOverload: number;
-  otherStatus: Record<string, number>;
-  errors: number;
-  timeouts: number;
-  p50ms: number | null;
-  p99ms: number | null;
-  okPerSec: number;
-}
-interface GenOut {
-  durationS: number;
-  outstandingAtEnd: number;
-  classes: Record<string, ClassOut>;
-}
+type ClassOut = OpenLoopClass;
+type GenOut = OpenLoopOut;
 interface RunOut {
   gen: GenOut;
   backendMax: number;
@@ -91,10 +76,7 @@ export const scenario: Scenario = {
         if (s.notRun) return undefined;
         try {
           await backend.reset();
-          const r = await run('node', genArgs(s.peer!.port), { core: LOADGEN_CORE, cwd: REPO, timeoutMs: (duration + 30) * 1000 });
-          const line = r.stdout.trim().split('\n').pop() ?? '';
-          if (r.code !== 0 || !line.startsWith('{')) throw new Error(`generator failed (${r.code}): ${r.stderr.slice(0, 400)}`);
-          const gen = JSON.parse(line) as GenOut;
+          const gen = await openLoop(genArgs(s.peer!.port).slice(1), duration);
           const b = await backend.stats();
           const p = gen.classes.premium!;
           const f = gen.classes.free!;
@@ -124,7 +106,7 @@ export const scenario: Scenario = {
         const maxC = summarize(rs.map((r) => r.backendMax));
         for (const cls of ['premium', 'free']) {
           const c = rs.map((r) => r.gen.classes[cls]!);
-          const other = (x: ClassOut): number => x.errors + x.timeouts + Object.values(x.otherStatus).reduce((a, b) => a + b, 0);
+          const other = (x: ClassOut): number => openLoopOther(x) - x.backendOverload;
           body.push(
             `| ${s.name}${s.notRun ? ` (incomplete: ${s.notRun.replace(/\|/g, '\\|')})` : ''} | ${cls} | ${fmtS(summarize(c.map((x) => (100 * x.ok) / x.sent)), 1)} | ${fmtS(summarize(c.map((x) => x.okPerSec)))} | ${fmtS(summarize(c.map((x) => x.p50ms ?? NaN)))} | ${fmtS(summarize(c.map((x) => x.p99ms ?? NaN)))} | ${fmtS(summarize(c.map((x) => x.rejected)))} | ${fmtS(summarize(c.map((x) => x.backendOverload)))} | ${fmtS(summarize(c.map(other)))} | ${cls === 'premium' ? fmtS(maxC) : ''} |`,
           );
