@@ -30,6 +30,13 @@ export function killAll(): void {
   live.clear();
 }
 process.on('exit', killAll);
+// an interrupted run (Ctrl-C, kill) must not leave its servers behind
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    killAll();
+    process.exit(130);
+  });
+}
 
 /** A free loopback TCP port (bind to 0, read, close). */
 export async function freePort(): Promise<number> {
