@@ -88,6 +88,7 @@ function versions(): string[] {
     `- ${firstLine(sh('haproxy', ['-v']))}`,
     `- ${firstLine(sh('wrk', ['-v']))}`,
     `- h2load ${firstLine(sh('h2load', ['--version']))}`,
+    `- ${firstLine(sh('redis-server', ['--version']))}`,
     `- npm http-proxy ${pkgVersion('http-proxy')}, http2-proxy ${pkgVersion('http2-proxy')}, tsx ${pkgVersion('tsx')}`,
   ];
 }
@@ -162,7 +163,7 @@ async function main(): Promise<void> {
     '## How to reproduce',
     '',
     '```sh',
-    'bash bench/setup.sh      # apt-get install wrk nghttp2-client nginx haproxy; npm ci',
+    'bash bench/setup.sh      # apt-get install wrk nghttp2-client nginx haproxy redis-server; npm ci',
     cmdline,
     '```',
     '',

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pair in wrk:wrk h2load:nghttp2-client nginx:nginx haproxy:haproxy taskset:util-linux ps:procps; do
+for pair in wrk:wrk h2load:nghttp2-client nginx:nginx haproxy:haproxy redis-server:redis-server taskset:util-linux ps:procps; do
   bin=${pair%%:*}
   pkg=${pair#*:}
   command -v "$bin" >/dev/null 2>&1 || need+=("$pkg")
@@ -29,6 +29,7 @@ echo "  nginx   $(nginx -v 2>&1)"
 echo "  haproxy $(haproxy -v | head -1)"
 echo "  wrk     $(wrk -v 2>&1 | head -1)"
 echo "  h2load  $(h2load --version)"
+echo "  redis   $(redis-server --version)"
 echo "  taskset $(taskset --version)"
 echo "  http-proxy  $(node -p "require('./node_modules/http-proxy/package.json').version")"
 echo "  http2-proxy $(node -p "require('./node_modules/http2-proxy/package.json').version")"

@@ -98,17 +98,24 @@ export const scenario: Scenario = {
       commands.push(`# sluice: ${peer.command}`);
       configs['memory / sluice shaped to 50 MiB/s'] = peer.config!;
       commands.push(`# load, per run: ${STREAMS} concurrent GET /big?size=${BODY} from the runner process (node:http, no keep-alive), read for ${seconds} s, then aborted`);
-      const res = await interleaved(ctx.reps, [peer], async (p, rep) => {
-        const r = await shapeRun(p, seconds);
+      const first = peer;
+      const res = await interleaved(ctx.reps, [first], async (_p, rep) => {
+        // each run gets a freshly started proxy, so that runs do not inherit each other's heap
+        if (rep > 0) {
+          await peer?.stop();
+          peer = undefined;
+          peer = await startSluice(ctx.tmp, policy(backend.port), 'sluice-mem');
+        }
+        const r = await shapeRun(peer!, seconds);
         ctx.log(`    rep ${rep + 1}: idle ${fmt(r.idleRss / MiB)} MiB, peak ${fmt(r.peakRss / MiB)} MiB, delivered ${fmt(r.deliveredPerS / MiB, 1)} MiB/s, ${r.sockets} sockets`);
         return r;
       });
-      const rs = res.get(peer)!;
+      const rs = res.get(first)!;
       const peak = summarize(rs.map((r) => r.peakRss / 1e6));
       const worst = Math.max(...rs.map((r) => r.peakRss));
       const ok = worst <= TARGET_RSS;
       body.push(
-        `**Shaped downloads.** ${STREAMS} concurrent downloads of ${fmt(BODY / 1e6)} MB each through one class shaped to \`download: 50MiB/s\` (≈ 0.5 MiB/s per stream, so the backend could send far faster than the class lets through: the proxy must hold bodies back by backpressure). The proxy's RSS (VmRSS of its process) is sampled every 250 ms for ${seconds} s per run, then the downloads are aborted. Target: RSS ≤ 150 MB throughout. ${ctx.reps} runs on one sluice process; median (min–max).`,
+        `**Shaped downloads.** ${STREAMS} concurrent downloads of ${fmt(BODY / 1e6)} MB each through one class shaped to \`download: 50MiB/s\` (≈ 0.5 MiB/s per stream, so the backend could send far faster than the class lets through: the proxy must hold bodies back by backpressure). The proxy's RSS (VmRSS of its process) is sampled every 250 ms for ${seconds} s per run, then the downloads are aborted. Target: RSS ≤ 150 MB throughout. ${ctx.reps} runs, each on a freshly started sluice; median (min–max).`,
         '',
         '| idle RSS MB | peak RSS MB | ≤ 150 MB in every run? | delivered MiB/s (all streams) | proxy sockets during the run |',
         '|---|---|---|---|---|',
