@@ -135,7 +135,9 @@ export class Listener {
   listen(port: number, host: string): Promise<{ host: string; port: number }> {
     return new Promise((resolve, reject) => {
       this.net.once('error', reject);
-      this.net.listen(port, host, () => {
+      // A deep accept queue: under overload clients open connections in bursts (queued requests
+      // hold theirs), and an overflowing backlog costs them a 1 s SYN retransmit.
+      this.net.listen({ port, host, backlog: 4096 }, () => {
         this.net.off('error', reject);
         const a = this.net.address();
         if (a && typeof a === 'object') resolve({ host: a.address, port: a.port });

@@ -45,8 +45,10 @@ export class Deque<T> {
     return v;
   }
 
+  /** O(length), not O(capacity): slots outside the live range are already empty. */
   clear(): void {
-    this.buf.fill(undefined);
+    const mask = this.buf.length - 1;
+    for (let i = 0; i < this.len; i++) this.buf[(this.head + i) & mask] = undefined;
     this.head = 0;
     this.len = 0;
   }

@@ -153,3 +153,25 @@ test('1 GiB download and 1 GiB upload stream through with flat memory', async ()
   }
   assert.ok(peak < 200 * 1024 * 1024, `proxy RSS peaked at ${(peak / 1048576).toFixed(0)} MiB`);
 });
+
+test('an open WebSocket holds an upstream slot like a request does', async () => {
+  const local = await startSluice(simplePolicy(backend.url, '', '    maxConcurrent: 1\n'));
+  try {
+    const ws = new WebSocket(`${local.url.replace('http', 'ws')}/ws`);
+    await new Promise<void>((resolve, reject) => {
+      ws.on('open', () => resolve());
+      ws.on('error', reject);
+    });
+    const t0 = Date.now();
+    const pending = fetch(`${local.url}/after-ws`).then((r) => r.status);
+    await new Promise((r) => setTimeout(r, 300));
+    const st = (await (await fetch(`${local.admin}/status`)).json()) as { queued: number; inFlight: number };
+    assert.equal(st.inFlight, 1);
+    assert.equal(st.queued, 1, 'the request waits for the WebSocket slot');
+    ws.close();
+    assert.equal(await pending, 200);
+    assert.ok(Date.now() - t0 >= 300);
+  } finally {
+    await local.stop();
+  }
+});

@@ -124,3 +124,33 @@ defaultClass: free`,
   assert.equal(await c(unsigned), 'free');
   assert.equal((await decide(rt, { headers: { 'x-tier': 'gold' } })).cls, 'free');
 });
+
+test('verified identity with public keys from a JWKS file (ES256)', async () => {
+  const { generateKeyPair, exportJWK } = await import('jose');
+  const { writeFile, mkdtemp } = await import('node:fs/promises');
+  const { join } = await import('node:path');
+  const { tmpdir } = await import('node:os');
+  const { publicKey, privateKey } = await generateKeyPair('ES256');
+  const jwk = { ...(await exportJWK(publicKey)), kid: 'k1', alg: 'ES256' };
+  const dir = await mkdtemp(join(tmpdir(), 'sluice-jwks-'));
+  const policyFile = join(dir, 'policy.yaml');
+  await writeFile(join(dir, 'keys.json'), JSON.stringify({ keys: [jwk] }));
+  const { loadPolicyFile } = await import('../../../src/policy/load.js');
+  await writeFile(
+    policyFile,
+    `identity:\n  jwt: { jwksFile: keys.json, algorithms: [ES256] }\nupstreams:\n  - name: api\n    targets: [http://127.0.0.1:1]\nroutes:\n  - upstream: api\nclasses:\n  - name: gold\n    match: { jwtClaims: { tier: gold } }\n  - name: free\ndefaultClass: free\n`,
+  );
+  const r = await loadPolicyFile(policyFile);
+  if (!r.ok) throw new Error(r.issues.map(formatIssue).join('\n'));
+  const rt = new Runtime(r.policy, undefined, systemClock);
+  const good = await new SignJWT({ tier: 'gold' }).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).setExpirationTime('5m').sign(privateKey);
+  const other = await generateKeyPair('ES256');
+  const forged = await new SignJWT({ tier: 'gold' }).setProtectedHeader({ alg: 'ES256', kid: 'k1' }).sign(other.privateKey);
+  assert.equal((await decide(rt, { url: '/x', headers: { authorization: `Bearer ${good}` } })).cls, 'gold');
+  assert.equal((await decide(rt, { url: '/x', headers: { authorization: `Bearer ${forged}` } })).cls, 'free');
+
+  await writeFile(policyFile, `identity:\n  jwt: { jwksFile: missing.json }\nupstreams:\n  - name: api\n    targets: [http://127.0.0.1:1]\nroutes:\n  - upstream: api\n`);
+  const bad = await loadPolicyFile(policyFile);
+  assert.equal(bad.ok, false);
+  if (!bad.ok) assert.match(formatIssue(bad.issues[0]!), /:2:\d+: identity\.jwt\.jwksFile: cannot read missing\.json/);
+});

@@ -303,3 +303,27 @@ defaultClass: lo`);
   assert.equal(st.upstreams[0]!.maxConcurrent, 2);
   void p;
 });
+
+test('the global cap (limits.maxConcurrent) holds across upstreams and classes', () => {
+  const p = policy(`upstreams:
+  - name: a
+    targets: [http://127.0.0.1:1]
+  - name: b
+    targets: [http://127.0.0.1:2]
+routes:
+  - upstream: a
+limits: { maxConcurrent: 2 }
+`);
+  const s = new Scheduler(p, new FakeClock());
+  const log: string[] = [];
+  const k = p.classes[0]!;
+  const j1 = new TestJob('1', log);
+  const j2 = new TestJob('2', log);
+  const j3 = new TestJob('3', log);
+  s.submit(j1, k, p.upstreams.get('a')!);
+  s.submit(j2, k, p.upstreams.get('b')!);
+  s.submit(j3, k, p.upstreams.get('b')!);
+  assert.deepEqual(log, ['1', '2']);
+  j1.done();
+  assert.deepEqual(log, ['1', '2', '3'], 'a slot freed at upstream a admits the waiter at upstream b');
+});
