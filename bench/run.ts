@@ -2,7 +2,7 @@
 // Options: --quick, --only a,b (scenario ids), --reps N, --out FILE.
 // Writes docs/benchmarks.md (generated; never edit by hand).
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { killAll } from './lib/proc.js';
@@ -93,9 +93,21 @@ function versions(): string[] {
   ];
 }
 
-/** Make sure dist/cli.js exists: build it if src/ and tsconfig.json are there. */
+/** Newest modification time (ms) of the files under dir. */
+function newestMtime(dir: string): number {
+  let t = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (e.isFile()) t = Math.max(t, statSync(path.join(e.parentPath ?? (e as unknown as { path: string }).path, e.name)).mtimeMs);
+  }
+  return t;
+}
+
+/** Make sure dist/cli.js exists and is not older than src/: build it if src/ and tsconfig.json are there. */
 function ensureSluice(log: (m: string) => void): { ok: boolean; reason?: string } {
-  if (existsSync(SLUICE_CLI)) return { ok: true };
+  const src = path.join(REPO, 'src');
+  const stale = !process.env.SLUICE_CLI && existsSync(SLUICE_CLI) && existsSync(src) && newestMtime(src) > statSync(SLUICE_CLI).mtimeMs;
+  if (existsSync(SLUICE_CLI) && !stale) return { ok: true };
+  if (stale) log('dist/ is older than src/: rebuilding');
   if (process.env.SLUICE_CLI) return { ok: false, reason: `SLUICE_CLI=${process.env.SLUICE_CLI} does not exist` };
   if (!existsSync(path.join(REPO, 'tsconfig.json')) || !existsSync(path.join(REPO, 'src'))) {
     return { ok: false, reason: 'sluice is not built and there is no src/ + tsconfig.json to build it from' };
@@ -105,7 +117,12 @@ function ensureSluice(log: (m: string) => void): { ok: boolean; reason?: string 
     execFileSync('npm', ['run', 'build'], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (e) {
     const x = e as { stdout?: Buffer; stderr?: Buffer };
-    return { ok: false, reason: `npm run build failed: ${`${x.stdout ?? ''}${x.stderr ?? ''}`.replace(/\s+/g, ' ').slice(0, 300)}` };
+    const why = `npm run build failed: ${`${x.stdout ?? ''}${x.stderr ?? ''}`.replace(/\s+/g, ' ').slice(0, 300)}`;
+    if (stale) {
+      log(`${why}; benchmarking the existing (older) dist/ build`);
+      return { ok: true };
+    }
+    return { ok: false, reason: why };
   }
   return existsSync(SLUICE_CLI) ? { ok: true } : { ok: false, reason: 'npm run build did not produce dist/cli.js' };
 }
