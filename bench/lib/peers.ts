@@ -188,12 +188,12 @@ export async function startRedis(tmp: string, name = 'redis'): Promise<Redis> {
 export const SLUICE_CLI = process.env.SLUICE_CLI ? path.resolve(process.env.SLUICE_CLI) : path.join(REPO, 'dist', 'cli.js');
 export const sluiceAvailable = (): boolean => existsSync(SLUICE_CLI);
 
-export async function startSluice(tmp: string, policy: string, name = 'sluice', env: NodeJS.ProcessEnv = {}): Promise<Peer> {
+export async function startSluice(tmp: string, policy: string, name = 'sluice', env: NodeJS.ProcessEnv = {}, nodeArgs: string[] = []): Promise<Peer> {
   const dir = path.join(tmp, name);
   mkdirSync(dir, { recursive: true });
   const file = path.join(dir, 'policy.yaml');
   writeFileSync(file, policy);
-  const args = [path.relative(REPO, SLUICE_CLI) || SLUICE_CLI, 'serve', '--config', file, '--port', '0', '--admin-port', '0'];
+  const args = [...nodeArgs, path.relative(REPO, SLUICE_CLI) || SLUICE_CLI, 'serve', '--config', file, '--port', '0', '--admin-port', '0'];
   const server = await startServer({
     name,
     cmd: 'node',
