@@ -67,7 +67,3 @@ export class ProxyError extends Error {
     return Math.max(1, Math.ceil(this.retryAfterMs / 1000));
   }
 }
-
-export function isProxyError(err: unknown): err is ProxyError {
-  return err instanceof ProxyError;
-}

@@ -169,7 +169,7 @@ class Exchange implements Job {
     this.ctx.res.off('close', this.onClose);
     this.ctx.status = err.status;
     sendProblem(this.ctx.res, err);
-    this.p.finish(this.ctx, reason === 'rate_limited' ? 'rate_limited' : reason === 'shutting_down' ? 'rejected' : reason);
+    this.p.finish(this.ctx, outcomeOfReason(reason));
   }
 }
 
@@ -329,10 +329,10 @@ export class Pipeline {
             } as never)
             ?.then(() => done(), done);
         },
-        reject: (err) => {
+        reject: (err, reason) => {
           socket.off('close', onClose);
           writeRawProblem(socket, err);
-          this.finish(ctx, 'rejected');
+          this.finish(ctx, outcomeOfReason(reason));
         },
       };
       const onClose = (): void => {
@@ -374,6 +374,11 @@ export class Pipeline {
       );
     }
   }
+}
+
+/** A scheduler rejection's outcome: its reason, except shutdown, which is a plain rejection. */
+function outcomeOfReason(reason: RejectReason): Outcome {
+  return reason === 'shutting_down' ? 'rejected' : reason;
 }
 
 function outcomeOf(err: ProxyError): Outcome {

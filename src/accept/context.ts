@@ -37,7 +37,11 @@ export interface Peer {
 export function peerOf(req: InboundRequest): string {
   const stream = (req as Http2ServerRequest).stream as { session?: { [kPeer]?: Peer } } | undefined;
   const p = stream?.session?.[kPeer];
-  const a = p ? p.remoteAddress : (req.socket?.remoteAddress ?? '');
+  return unmapIPv4(p ? p.remoteAddress : (req.socket?.remoteAddress ?? ''));
+}
+
+/** "::ffff:10.1.2.3" → "10.1.2.3": a dual-stack socket reports IPv4 peers as mapped IPv6. */
+export function unmapIPv4(a: string): string {
   return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
 }
 

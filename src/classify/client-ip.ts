@@ -5,7 +5,7 @@
  */
 import proxyaddr from 'proxy-addr';
 import type { IncomingMessage } from 'node:http';
-import type { InboundRequest } from '../accept/context.js';
+import { unmapIPv4, type InboundRequest } from '../accept/context.js';
 
 export class ClientIp {
   private readonly trust: (addr: string, i: number) => boolean;
@@ -19,7 +19,7 @@ export class ClientIp {
   of(req: InboundRequest, peer: string): string {
     if (!this.any || req.headers['x-forwarded-for'] === undefined || !this.trust(peer, 0)) return peer;
     const view = { headers: req.headers, connection: { remoteAddress: peer }, socket: { remoteAddress: peer } };
-    return stripMapped(proxyaddr(view as unknown as IncomingMessage, this.trust));
+    return unmapIPv4(proxyaddr(view as unknown as IncomingMessage, this.trust));
   }
 
   peerTrusted(peer: string): boolean {
@@ -27,6 +27,3 @@ export class ClientIp {
   }
 }
 
-function stripMapped(a: string): string {
-  return a.startsWith('::ffff:') && a.includes('.') ? a.slice(7) : a;
-}

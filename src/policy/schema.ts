@@ -4,7 +4,7 @@
  *
  * Every object rejects unknown keys: a typo must be an error, never a silent default.
  */
-import { Type, type Static, type TSchema, type TObject, type TProperties, type ObjectOptions } from '@sinclair/typebox';
+import { Type, type Static, type TObject, type TProperties, type ObjectOptions } from '@sinclair/typebox';
 
 const Strict = <T extends TProperties>(props: T, opts: ObjectOptions = {}): TObject<T> =>
   Type.Object(props, { additionalProperties: false, ...opts });
@@ -271,4 +271,3 @@ export type RawValueMatcher = Static<typeof ValueMatcher>;
 export type RawRateLimit = Static<typeof RateLimit>;
 export type RawBandwidth = Static<typeof Bandwidth>;
 export type RawIdentity = Static<typeof Identity>;
-export type AnySchema = TSchema;

@@ -170,7 +170,7 @@ export class Scheduler {
     const uq = this.upstreams.get(upstream.name)!;
     const q = uq.queueFor(cls);
     if (q.live === 0 && this.inFlight < this.maxConcurrent && cls.hasRoom) {
-      const slot = this.slot(uq.state, cls);
+      const slot = uq.state.slotFor(cls);
       if (slot) {
         this.start(job, cls, uq.state, slot);
         return;
@@ -243,11 +243,6 @@ export class Scheduler {
   }
 
   // ---- internals ----
-
-  private slot(up: UpstreamState, cls: ClassState): Permit['slot'] | undefined {
-    if (up.policy.maxConcurrent === Infinity) return 'unlimited';
-    return up.slotFor(cls);
-  }
 
   private start(job: Job, cls: ClassState, up: UpstreamState, slot: Permit['slot']): void {
     cls.inFlight++;
@@ -361,7 +356,7 @@ export class Scheduler {
       let e = q.items.shift();
       while (e && e.cancelled) e = q.items.shift();
       if (!e) continue;
-      const slot = this.slot(u.state, q.cls)!;
+      const slot = u.state.slotFor(q.cls)!;
       const now = this.clock.now();
       this.unlink(e);
       if (q.live > 0 && !q.timer) this.armTimer(q, q.items.peek()!.deadline - now);
@@ -375,7 +370,7 @@ export class Scheduler {
     for (const l of u.levels) {
       let best: ClassQueue | undefined;
       for (const q of l.queues) {
-        if (q.live === 0 || !q.cls.hasRoom || this.slot(u.state, q.cls) === undefined) continue;
+        if (q.live === 0 || !q.cls.hasRoom || u.state.slotFor(q.cls) === undefined) continue;
         if (!best || q.vt < best.vt) best = q;
       }
       if (best) {

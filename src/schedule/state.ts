@@ -45,10 +45,11 @@ export class UpstreamState {
   }
 
   /** Which slot a request of this class would take now, if any. */
-  slotFor(k: ClassState): 'shared' | 'reserved' | undefined {
+  slotFor(k: ClassState): 'shared' | 'reserved' | 'unlimited' | undefined {
+    if (this.policy.maxConcurrent === Infinity) return 'unlimited';
     if (this.sharedInUse < this.sharedCapacity) return 'shared';
     const r = k.policy.reserve;
-    if (r > 0 && this.policy.maxConcurrent !== Infinity && (this.reservedInUse.get(k.policy.name) ?? 0) < r) return 'reserved';
+    if (r > 0 && (this.reservedInUse.get(k.policy.name) ?? 0) < r) return 'reserved';
     return undefined;
   }
 }
