@@ -136,12 +136,13 @@ export class Sluice {
     const deadline = Date.now() + graceMs;
     while (Date.now() < deadline) {
       const s = this.pipeline.scheduler.status();
-      if (s.inFlight === 0 && s.queued === 0) break;
+      if (s.inFlight === 0 && s.queued === 0 && this.pipeline.live.size === 0) break;
       await new Promise((r) => setTimeout(r, 25));
     }
     const left = this.pipeline.scheduler.status();
     if (left.inFlight > 0 || left.queued > 0) this.log.warn({ inFlight: left.inFlight, queued: left.queued }, 'grace period over');
-    this.pipeline.scheduler.rejectAll('SHUTTING_DOWN', 'sluice is shutting down');
+    // Everything still waiting (queued, held by a rate limit, reading its body) is answered 503.
+    this.pipeline.refuseWaiting('sluice is shutting down');
     // Let the 503s just written reach their clients before the sockets are torn down.
     await new Promise((r) => setTimeout(r, 50));
     this.listener.destroyAll();

@@ -3,18 +3,18 @@
  * (its key), where that bucket lives (this process, or Redis), and what the
  * answer is. Decisions are values; only the Redis path is asynchronous.
  */
-import { parse as parseCookie } from 'cookie';
 import { ProxyError } from '../errors.js';
 import type { Clock } from '../clock.js';
 import type { RequestContext } from '../accept/context.js';
 import type { ClassPolicy, RateLimitPolicy } from '../policy/types.js';
 import { KeyedBuckets, type GcraParams, type Take, type KeyedBucketsOptions } from './gcra.js';
 import type { RedisStore } from './redis-store.js';
+import { factsOf } from '../classify/facts.js';
 
 export type AdmitDecision =
   | { readonly kind: 'admit' }
-  /** Proceed after `ms` (onLimit: queue); call `refund` if the client leaves before. */
-  | { readonly kind: 'delay'; readonly ms: number; readonly key: string; readonly limiter: ClassLimiter }
+  /** Proceed after `ms` (onLimit: queue); call `limiter.refund(key, shared)` if the client leaves before. */
+  | { readonly kind: 'delay'; readonly ms: number; readonly key: string; readonly shared: boolean; readonly limiter: ClassLimiter }
   | { readonly kind: 'reject'; readonly error: ProxyError };
 
 export const ADMIT: AdmitDecision = Object.freeze({ kind: 'admit' });
@@ -28,24 +28,14 @@ export function keyFunction(key: RateLimitPolicy['key'], className: string): Key
   const colon = key.indexOf(':');
   const kind = key.slice(0, colon);
   const name = key.slice(colon + 1);
+  // Read through the request's one view of facts (classify/facts.ts), as classification does.
   if (kind === 'header') {
     const h = name.toLowerCase();
-    return (ctx) => {
-      const v = ctx.req.headers[h];
-      return (Array.isArray(v) ? v[0] : v) ?? '-';
-    };
+    return (ctx) => factsOf(ctx).header(h) ?? '-';
   }
-  if (kind === 'cookie') {
-    return (ctx) => {
-      const c = ctx.req.headers.cookie;
-      return (c && parseCookie(c)[name]) || '-';
-    };
-  }
-  // jwt:CLAIM
-  return (ctx) => {
-    const v = ctx.claims?.[name];
-    return v === undefined || v === null ? '-' : typeof v === 'string' ? v : JSON.stringify(v);
-  };
+  if (kind === 'cookie') return (ctx) => factsOf(ctx).cookie(name) || '-';
+  // jwt:CLAIM, a dotted path into nested claims (org.id walks org → id)
+  return (ctx) => factsOf(ctx).claim(name) ?? '-';
 }
 
 /** Structured-field string (RFC 8941 sf-string) of a class name. */
@@ -123,7 +113,7 @@ export class ClassLimiter {
   private decide(key: string, t: Take, local: boolean): AdmitDecision {
     if (!t.rejected) {
       if (t.waitMs <= 0) return ADMIT;
-      return { kind: 'delay', ms: t.waitMs, key: local ? key : '', limiter: this };
+      return { kind: 'delay', ms: t.waitMs, key, shared: !local, limiter: this };
     }
     const retryMs = t.waitMs;
     const retry = Math.max(1, Math.ceil(retryMs / 1000));
@@ -151,9 +141,13 @@ export class ClassLimiter {
     };
   }
 
-  /** A delayed request left before its turn: give its token back (local buckets only). */
-  refund(key: string): void {
-    if (key !== '') this.local.refund(key);
+  /**
+   * A delayed request left (or was refused at shutdown) before its turn: give its
+   * reserved token back, to the bucket it came from (Redis when `shared`).
+   */
+  refund(key: string, shared = false): void {
+    if (!shared) this.local.refund(key);
+    else if (this.store?.connected) void this.store.refund(this.redisPrefix + key, this.params).catch(() => {});
   }
 
   close(): void {

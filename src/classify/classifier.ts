@@ -1,36 +1,12 @@
 /**
  * Class selection: the first class whose every condition holds, else the
- * default class. Cookies and query are parsed only when a class asks for them.
+ * default class. Request facts (facts.ts) are parsed only when a class asks for them
+ * and are shared with the rate-limit key of the same request.
  */
-import { parse as parseCookie } from 'cookie';
 import type { ClassPolicy, Policy } from '../policy/types.js';
 import type { RequestContext } from '../accept/context.js';
 import { compileCidrs, compileGlob, compileHost, compileMethods, compileValueMap, type NamedPredicate } from './matchers.js';
-import { headerValue } from './route.js';
-
-/** Lazily parsed request facts shared by all class checks of one request. */
-class Facts {
-  private cookies: Record<string, string | undefined> | undefined;
-  private query: URLSearchParams | undefined;
-  constructor(readonly ctx: RequestContext) {}
-
-  cookie(name: string): string | undefined {
-    if (!this.cookies) {
-      const raw = headerValue(this.ctx.req.headers.cookie);
-      this.cookies = raw ? parseCookie(raw.replace(/, /g, '; ')) : {};
-    }
-    return this.cookies[name];
-  }
-
-  param(name: string): string | undefined {
-    if (!this.query) {
-      const url = this.ctx.req.url ?? '';
-      const q = url.indexOf('?');
-      this.query = new URLSearchParams(q === -1 ? '' : url.slice(q + 1));
-    }
-    return this.query.get(name) ?? undefined;
-  }
-}
+import { type Facts, factsOf } from './facts.js';
 
 interface Check {
   /** Key path shown as the deciding rule, e.g. headers.x-tier. */
@@ -69,20 +45,11 @@ function checksFor(k: ClassPolicy): Check[] {
   const each = (label: string, preds: NamedPredicate[], get: (f: Facts, name: string) => string | undefined): void => {
     for (const p of preds) out.push({ label: `${label}.${p.name}`, test: (f) => p.test(get(f, p.name)) });
   };
-  each('headers', compileValueMap(m.headers, true), (f, n) => headerValue(f.ctx.req.headers[n]));
+  each('headers', compileValueMap(m.headers, true), (f, n) => f.header(n));
   each('cookies', compileValueMap(m.cookies, false), (f, n) => f.cookie(n));
   each('query', compileValueMap(m.query, false), (f, n) => f.param(n));
-  each('jwtClaims', compileValueMap(m.jwtClaims, false), (f, n) => claim(f.ctx.claims, n));
+  each('jwtClaims', compileValueMap(m.jwtClaims, false), (f, n) => f.claim(n));
   return out;
-}
-
-/** A claim as a string: arrays of strings (e.g. roles) match if any element does via join. */
-function claim(claims: Record<string, unknown> | undefined, name: string): string | undefined {
-  if (!claims) return undefined;
-  let v: unknown = claims;
-  for (const part of name.split('.')) v = v && typeof v === 'object' ? (v as Record<string, unknown>)[part] : undefined;
-  if (v === undefined || v === null) return undefined;
-  return typeof v === 'string' ? v : typeof v === 'object' ? JSON.stringify(v) : String(v);
 }
 
 export interface Decision {
@@ -110,7 +77,7 @@ export class Classifier {
   }
 
   classify(ctx: RequestContext): Decision {
-    const facts = new Facts(ctx);
+    const facts = factsOf(ctx);
     outer: for (const c of this.compiled) {
       for (const chk of c.checks) if (!chk.test(facts)) continue outer;
       return { klass: c.klass, rule: c.rule };

@@ -196,13 +196,15 @@ export async function forward(
   pool: UpstreamPool,
   opts: ForwardOptions,
   policy: Policy,
+  /** What the request (and its body) is read from: the client's request, or a stand-in for a buffered body. */
+  inbound: InboundRequest = ctx.req,
 ): Promise<ProxyError | undefined> {
   for (let attempt = 0; ; attempt++) {
     const member = pool.pick();
     const a: Attempt = { ctx, member, pool, opts, timer: undefined, upstreamReq: undefined, policy };
-    (ctx.req as WithState)[kState] = a;
+    (inbound as WithState)[kState] = a;
     try {
-      await proxy.web(ctx.req as never, ctx.res as never, {
+      await proxy.web(inbound as never, ctx.res as never, {
         hostname: member.target.hostname,
         port: member.target.port,
         onReq: onReqTagged as never,
@@ -226,9 +228,14 @@ export async function forward(
       return mapped;
     } finally {
       a.timer?.cancel();
-      (ctx.req as WithState)[kState] = undefined;
+      (inbound as WithState)[kState] = undefined;
     }
   }
+}
+
+/** Aborts the upstream request of a forward in progress (the exchange ended first); its promise then settles. */
+export function abortForward(inbound: InboundRequest): void {
+  (inbound as WithState)[kState]?.upstreamReq?.destroy();
 }
 
 function onReqTagged(req: InboundRequest, options: RequestOptions): ClientRequest {

@@ -16,7 +16,8 @@ const DEFAULTS = {
   upstreamTimeout: '30s',
   connectTimeout: '5s',
   upstreamIdle: '60s',
-  timeouts: { requestHeaders: '10s', requestBodyIdle: '30s', keepAlive: '5s' },
+  timeouts: { requestHeaders: '10s', requestBodyIdle: '30s', keepAlive: '5s', requestBody: '5m', minBodyRate: '1KiB/s', minBodyRateWindow: '10s' },
+  buffering: { request: 64 * 1024, response: 1024 * 1024, budget: 64 * 1024 * 1024 },
   keepAlive: { maxSockets: 256, maxFreeSockets: 64, idleTimeout: '30s' },
   outlier: { consecutiveFailures: 5, baseEjectionTime: '10s', maxEjectionTime: '5m', maxEjectionPercent: 50 },
   queue: { size: 1000, timeout: '5s' },
@@ -326,12 +327,23 @@ export function compilePolicy(raw: RawPolicy, file: string, pos: Positions, file
       maxBodySize,
       maxUrlLength: raw.limits?.maxUrlLength ?? DEFAULTS.maxUrlLength,
       http2MaxConcurrentStreams: raw.limits?.http2MaxConcurrentStreams ?? DEFAULTS.http2MaxConcurrentStreams,
+      buffering: Object.freeze({
+        request: c.size(raw.limits?.buffering?.request, ['limits', 'buffering', 'request']) ?? DEFAULTS.buffering.request,
+        response: c.size(raw.limits?.buffering?.response, ['limits', 'buffering', 'response']) ?? DEFAULTS.buffering.response,
+        budget: c.size(raw.limits?.buffering?.budget, ['limits', 'buffering', 'budget']) ?? DEFAULTS.buffering.budget,
+      }),
     }),
     shutdown: Object.freeze({ graceMs: c.duration(raw.shutdown?.grace, DEFAULTS.shutdownGrace, ['shutdown', 'grace']) }),
     timeouts: Object.freeze({
       requestHeadersMs: c.duration(raw.timeouts?.requestHeaders, DEFAULTS.timeouts.requestHeaders, ['timeouts', 'requestHeaders']),
       requestBodyIdleMs: c.duration(raw.timeouts?.requestBodyIdle, DEFAULTS.timeouts.requestBodyIdle, ['timeouts', 'requestBodyIdle']),
       keepAliveMs: c.duration(raw.timeouts?.keepAlive, DEFAULTS.timeouts.keepAlive, ['timeouts', 'keepAlive']),
+      requestBodyMs: c.duration(raw.timeouts?.requestBody, DEFAULTS.timeouts.requestBody, ['timeouts', 'requestBody']),
+      minBodyRate:
+        raw.timeouts?.minBodyRate === 'off'
+          ? 0
+          : (c.rate(raw.timeouts?.minBodyRate ?? DEFAULTS.timeouts.minBodyRate, ['timeouts', 'minBodyRate']) ?? 0),
+      minBodyRateWindowMs: c.duration(raw.timeouts?.minBodyRateWindow, DEFAULTS.timeouts.minBodyRateWindow, ['timeouts', 'minBodyRateWindow']),
     }),
     upstreams,
     routes: Object.freeze(routes),

@@ -231,6 +231,16 @@ export const PolicySchema = Strict(
         maxBodySize: Type.Optional(Size('Request body bytes; more: 413. Default unlimited.')),
         maxUrlLength: Type.Optional(Type.Integer({ minimum: 16, description: 'Request target (path and query) length; longer: 414. Default 8192.' })),
         http2MaxConcurrentStreams: Type.Optional(Type.Integer({ minimum: 1, description: 'Streams one HTTP/2 connection may have open. Default 128.' })),
+        buffering: Type.Optional(
+          Strict(
+            {
+              request: Type.Optional(Size('Request body bytes read in full before the request takes an upstream slot (NGINX proxy_request_buffering); a longer body is streamed after its first this-many bytes. 0: off. Default 64KiB.')),
+              response: Type.Optional(Size('Response body bytes read from the upstream at its own speed, so its slot is freed while the client drains them (NGINX proxy_buffering); a longer response is streamed. 0: off. Default 1MiB.')),
+              budget: Type.Optional(Size('All request and response buffers together; when spent, requests and responses stream unbuffered. Default 64MiB.')),
+            },
+            { description: 'Buffers that keep slow clients from holding upstream slots.' },
+          ),
+        ),
         },
         { description: 'Proxy-wide limits.' },
       ),
@@ -241,6 +251,14 @@ export const PolicySchema = Strict(
           requestHeaders: Type.Optional(Duration('Whole request head must arrive within this (slowloris). Default 10s.')),
           requestBodyIdle: Type.Optional(Duration('Request body stalls this long while being forwarded: 408. Default 30s.')),
           keepAlive: Type.Optional(Duration('Idle client connections (HTTP/1.1 keep-alive, HTTP/2 sessions) close after this. Default 5s for HTTP/1.1; HTTP/2 sessions get 12x.')),
+          requestBody: Type.Optional(Duration('Whole request body must arrive within this from the request head: 408. Default 5m.')),
+          minBodyRate: Type.Optional(
+            Type.Union([Rate(''), Type.Literal('off')], {
+              description: 'A client that sends its request body, or reads its response, slower than this over minBodyRateWindow while sluice waits on it is cut (408 when an answer can still be given). off: no minimum. Default 1KiB/s.',
+              errorMessage: 'a byte rate such as 1KiB/s, or off',
+            }),
+          ),
+          minBodyRateWindow: Type.Optional(Duration('Window over which minBodyRate is averaged. Default 10s.')),
         },
         { description: 'Client-side timeouts that defeat slow clients.' },
       ),

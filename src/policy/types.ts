@@ -100,9 +100,20 @@ export interface Policy {
     readonly maxBodySize: number;
     readonly maxUrlLength: number;
     readonly http2MaxConcurrentStreams: number;
+    /** Bytes; 0 turns a buffer off. */
+    readonly buffering: { readonly request: number; readonly response: number; readonly budget: number };
   };
   readonly shutdown: { readonly graceMs: number };
-  readonly timeouts: { readonly requestHeadersMs: number; readonly requestBodyIdleMs: number; readonly keepAliveMs: number };
+  readonly timeouts: {
+    readonly requestHeadersMs: number;
+    readonly requestBodyIdleMs: number;
+    readonly keepAliveMs: number;
+    /** Deadline of a whole request body, from the request head. */
+    readonly requestBodyMs: number;
+    /** Bytes per second; 0: no minimum. */
+    readonly minBodyRate: number;
+    readonly minBodyRateWindowMs: number;
+  };
   readonly upstreams: ReadonlyMap<string, UpstreamPolicy>;
   readonly routes: readonly RoutePolicy[];
   readonly classes: readonly ClassPolicy[];
