@@ -72,8 +72,11 @@ export function bufferResponse(
   };
   buf.once('end', giveBack);
   buf.once('close', giveBack);
-  body.once('error', (err) => buf.destroy(err));
-  body.once('aborted', () => buf.destroy(new Error('upstream response aborted')));
+  // An upstream that fails mid-body: the buffer ends without its end, so the client
+  // never sees a complete response (the exchange then cuts the client's side).
+  buf.on('error', noop);
+  body.once('error', () => buf.destroy());
+  body.once('aborted', () => buf.destroy());
   return body.pipe(buf);
 }
 
@@ -145,3 +148,5 @@ export class RateWatch {
     this.arm();
   };
 }
+
+function noop(): void {}

@@ -30,6 +30,8 @@ export interface RequestBodyOptions {
   minRateWindowMs: number;
   /** Whole body within this from now. */
   deadlineMs: number;
+  /** No byte for this long while sluice waits for one (timeouts.requestBodyIdle). */
+  idleMs: number;
   className: string | undefined;
   /** Called once when the body fails: too slow, past its deadline, or the client aborted. */
   onError(err: ProxyError | Error): void;
@@ -60,6 +62,8 @@ export class RequestBody extends Readable {
   private failed = false;
   private readonly watch: RateWatch;
   private deadline: TimerHandle | undefined;
+  private idle: TimerHandle | undefined;
+  private lastByteAt: number;
   private filled: (() => void) | undefined;
 
   constructor(
@@ -89,6 +93,8 @@ export class RequestBody extends Readable {
       this.deadline = undefined;
       this.fail(new ProxyError('REQUEST_TIMEOUT', `request body not complete within ${o.deadlineMs} ms`, { className: o.className }));
     }, o.deadlineMs);
+    this.lastByteAt = o.clock.now();
+    this.idle = o.clock.setTimer(this.checkIdle, o.idleMs);
     source.on('data', this.onData);
     source.once('end', this.onEnd);
     source.once('error', this.onSourceError);
@@ -117,7 +123,22 @@ export class RequestBody extends Readable {
     return this;
   }
 
+  /** One timer per body, re-armed lazily: a byte only moves lastByteAt. */
+  private readonly checkIdle = (): void => {
+    this.idle = undefined;
+    if (this.complete || this.failed) return;
+    const now = this.o.clock.now();
+    const quiet = now - this.lastByteAt;
+    if (this.paused) this.lastByteAt = now; // waiting on the upstream, not on the client
+    else if (quiet >= this.o.idleMs) {
+      this.fail(new ProxyError('REQUEST_TIMEOUT', `request body stalled for ${this.o.idleMs} ms`, { className: this.o.className }));
+      return;
+    }
+    this.idle = this.o.clock.setTimer(this.checkIdle, Math.max(10, this.o.idleMs - (now - this.lastByteAt)));
+  };
+
   private readonly onData = (chunk: Buffer): void => {
+    this.lastByteAt = this.o.clock.now();
     this.watch.add(chunk.length);
     if (!this.push(chunk)) {
       this.paused = true;
@@ -163,6 +184,8 @@ export class RequestBody extends Readable {
     this.watch.stop();
     this.deadline?.cancel();
     this.deadline = undefined;
+    this.idle?.cancel();
+    this.idle = undefined;
   }
 
   /** Gives the buffer back and detaches from the client's request. */

@@ -174,6 +174,7 @@ export class Exchange implements Job, Watcher {
         minRate: policy.timeouts.minBodyRate,
         minRateWindowMs: policy.timeouts.minBodyRateWindowMs,
         deadlineMs: Math.max(0, policy.timeouts.requestBodyMs - (this.p.clock.now() - ctx.start)),
+        idleMs: policy.timeouts.requestBodyIdleMs,
         className: ctx.klass?.name,
         onError: this.onBodyError,
       });
