@@ -73,6 +73,12 @@ export class Exchange implements Job, Watcher {
     this.closer = upgrade ? upgrade.socket : closerOf(ctx.req);
   }
 
+  /** The client's connection or stream is closed, whether or not its close event has been delivered. */
+  private get clientClosed(): boolean {
+    const c = this.closer;
+    return !c || c.destroyed || (c as { closed?: boolean }).closed === true;
+  }
+
   /** Settled (read after an await: the state may have moved meanwhile). */
   get ended(): boolean {
     return this.state === 'done';
@@ -108,6 +114,10 @@ export class Exchange implements Job, Watcher {
     }
     const d = await rt.decide(ctx);
     if (this.ended) return;
+    if (this.clientClosed) {
+      this.settle('client_abort');
+      return;
+    }
     if (!d) {
       this.settle('no_route', new ProxyError('NO_ROUTE', `no route for ${ctx.method} ${ctx.host}${ctx.path}`));
       return;
@@ -199,6 +209,12 @@ export class Exchange implements Job, Watcher {
   grant(permit: Permit): void {
     if (this.state === 'done') {
       permit.release();
+      return;
+    }
+    if (this.clientClosed) {
+      // Gone, and its close event not delivered yet (an HTTP/2 reset read with its HEADERS): never forwarded.
+      this.permit = permit;
+      this.settle('client_abort');
       return;
     }
     this.permit = permit;
