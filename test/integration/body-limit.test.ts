@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { request } from 'node:http';
 import { startBackend, type Backend } from '../helpers/backend.js';
 import { startSluice, simplePolicy, type RunningSluice } from '../helpers/sluice.js';
+import { assertDrained } from '../helpers/invariants.js';
 
 let backend: Backend;
 let sluice: RunningSluice;
@@ -28,7 +29,12 @@ limits: { maxBodySize: 64KiB }
 });
 
 after(async () => {
-  await sluice.stop();
+  try {
+    // The invariant: when traffic stops, every in-flight and queued count is zero.
+    await assertDrained(sluice.admin);
+  } finally {
+    await sluice.stop();
+  }
   await backend.close();
 });
 

@@ -6,6 +6,7 @@ import { connect, constants } from 'node:http2';
 import { startBackend, type Backend } from '../helpers/backend.js';
 import { startSluice, simplePolicy, type RunningSluice } from '../helpers/sluice.js';
 import { getJson, waitFor } from '../helpers/net.js';
+import { assertDrained } from '../helpers/invariants.js';
 
 let backend: Backend;
 let sluice: RunningSluice;
@@ -16,7 +17,12 @@ before(async () => {
 });
 
 after(async () => {
-  await sluice.stop();
+  try {
+    // The invariant: when traffic stops, every in-flight and queued count is zero.
+    await assertDrained(sluice.admin);
+  } finally {
+    await sluice.stop();
+  }
   await backend.close();
 });
 
@@ -24,6 +30,7 @@ async function released(what: string): Promise<void> {
   await waitFor(async () => (await getJson<{ inFlight: number }>(`${sluice.admin}/status`)).inFlight === 0, 3000, `${what}: proxy slot freed`);
   await waitFor(() => backend.inFlight === 0, 3000, `${what}: upstream exchange ended`);
   assert.equal((await fetch(`${sluice.url}/still-ok`)).status, 200);
+  await assertDrained(sluice.admin);
 }
 
 test('abort mid-upload (HTTP/1.1)', async () => {

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { startBackend, type Backend } from '../helpers/backend.js';
 import { startSluice, type RunningSluice } from '../helpers/sluice.js';
 import { abortAfter, closedPort, getJson, responseCompletion, waitFor } from '../helpers/net.js';
+import { assertDrained } from '../helpers/invariants.js';
 
 let backend: Backend;
 let sluice: RunningSluice;
@@ -34,7 +35,12 @@ routes:
 });
 
 after(async () => {
-  await sluice.stop();
+  try {
+    // The invariant: when traffic stops, every in-flight and queued count is zero.
+    await assertDrained(sluice.admin);
+  } finally {
+    await sluice.stop();
+  }
   await backend.close();
 });
 

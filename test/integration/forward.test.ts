@@ -6,6 +6,7 @@ import WebSocket from 'ws';
 import { startBackend, type Backend } from '../helpers/backend.js';
 import { startSluice, simplePolicy, type RunningSluice } from '../helpers/sluice.js';
 import { run } from '../helpers/net.js';
+import { assertDrained } from '../helpers/invariants.js';
 
 let backend: Backend;
 let sluice: RunningSluice;
@@ -16,7 +17,12 @@ before(async () => {
 });
 
 after(async () => {
-  assert.equal(await sluice.stop('SIGTERM'), 0, 'SIGTERM exits 0');
+  try {
+    // The invariant: when traffic stops, every in-flight and queued count is zero.
+    await assertDrained(sluice.admin);
+  } finally {
+    assert.equal(await sluice.stop('SIGTERM'), 0, 'SIGTERM exits 0');
+  }
   await backend.close();
 });
 

@@ -5,6 +5,7 @@ import { connect } from 'node:net';
 import fc from 'fast-check';
 import { startBackend, type Backend } from '../helpers/backend.js';
 import { startSluice, simplePolicy, type RunningSluice } from '../helpers/sluice.js';
+import { assertDrained } from '../helpers/invariants.js';
 
 let backend: Backend;
 let sluice: RunningSluice;
@@ -17,7 +18,12 @@ before(async () => {
 });
 
 after(async () => {
-  await sluice.stop();
+  try {
+    // The invariant: when traffic stops, every in-flight and queued count is zero.
+    await assertDrained(sluice.admin);
+  } finally {
+    await sluice.stop();
+  }
   await backend.close();
 });
 

@@ -232,24 +232,35 @@ defaultClass: slow
   }
 });
 
-test('one request, one policy generation: a reload while a request is being admitted does not mix policies', async () => {
-  // A request that arrives under policy A is routed and classed by A even when B lands meanwhile.
+test('one request, one policy generation: peer trust comes from the policy the request arrived under', async () => {
+  // Arrives under gen1 (127.0.0.1 is a trusted proxy: its X-Forwarded-For chain is kept), waits in
+  // the queue while gen2 (no trusted proxies) lands, and is forwarded under gen1's rules all the same.
   const b = await startBackend();
-  const policy = (cls: string): string =>
-    simplePolicy(b.url, `classes:\n  - name: ${cls}\n    queue: { size: 10, timeout: 10s }\ndefaultClass: ${cls}\n`, '    maxConcurrent: 1\n');
-  const s = await startSluice(policy('gen1'));
+  const policy = (trusted: boolean): string =>
+    simplePolicy(
+      b.url,
+      `${trusted ? 'trustedProxies: [127.0.0.1]\n' : ''}classes:\n  - name: c\n    queue: { size: 10, timeout: 10s }\ndefaultClass: c\n`,
+      '    maxConcurrent: 1\n',
+    );
+  const s = await startSluice(policy(true));
   try {
-    const holder = fetch(`${s.url}/hold?delay=600`).then((r) => r.text());
+    const holder = fetch(`${s.url}/hold?delay=800`).then((r) => r.text());
     await waitFor(async () => (await getJson<{ inFlight: number }>(`${s.admin}/status`)).inFlight === 1, 3000, 'slot held');
-    const queued = fetch(`${s.url}/queued`).then((r) => r.status);
+    const queued = fetch(`${s.url}/queued`, { headers: { 'x-forwarded-for': '203.0.113.7' } }).then(
+      (r) => r.json() as Promise<{ headers: Record<string, string> }>,
+    );
     await waitFor(async () => (await getJson<{ queued: number }>(`${s.admin}/status`)).queued === 1, 3000, 'queued');
     const { writeFile } = await import('node:fs/promises');
-    await writeFile(s.configFile, policy('gen2'));
+    await writeFile(s.configFile, policy(false));
     assert.equal((await fetch(`${s.admin}/reload`, { method: 'POST' })).status, 200);
     await holder;
-    assert.equal(await queued, 200);
-    const st = await getJson<{ classes: { name: string; served: number }[] }>(`${s.admin}/status`);
-    assert.equal(st.classes.find((c) => c.name === 'gen1')?.served, 2, 'both requests served in their own generation');
+    const seen = await queued;
+    assert.equal(seen.headers['x-forwarded-for'], '203.0.113.7, 127.0.0.1', 'gen1 trusted the peer; the request keeps gen1');
+    // A request arriving now is under gen2: the forged chain is replaced.
+    const now = (await (await fetch(`${s.url}/later`, { headers: { 'x-forwarded-for': '203.0.113.7' } })).json()) as {
+      headers: Record<string, string>;
+    };
+    assert.equal(now.headers['x-forwarded-for'], '127.0.0.1');
     await assertDrained(s.admin);
   } finally {
     await s.stop();

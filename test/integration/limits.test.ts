@@ -5,6 +5,7 @@ import { request } from 'node:http';
 import { startBackend, type Backend } from '../helpers/backend.js';
 import { startSluice, simplePolicy, type RunningSluice } from '../helpers/sluice.js';
 import { getJson } from '../helpers/net.js';
+import { assertDrained } from '../helpers/invariants.js';
 
 const MiB = 1024 * 1024;
 let backend: Backend;
@@ -37,7 +38,12 @@ defaultClass: free
 });
 
 after(async () => {
-  await sluice.stop();
+  try {
+    // The invariant: when traffic stops, every in-flight and queued count is zero.
+    await assertDrained(sluice.admin);
+  } finally {
+    await sluice.stop();
+  }
   await backend.close();
 });
 

@@ -4,6 +4,7 @@ import { connect } from 'node:http2';
 import { startBackend, type Backend } from '../helpers/backend.js';
 import { startSluice, type RunningSluice } from '../helpers/sluice.js';
 import { abortAfter, getJson, waitFor } from '../helpers/net.js';
+import { assertDrained } from '../helpers/invariants.js';
 
 let backend: Backend;
 let sluice: RunningSluice;
@@ -43,7 +44,12 @@ defaultClass: free
 });
 
 after(async () => {
-  await sluice.stop();
+  try {
+    // The invariant: when traffic stops, every in-flight and queued count is zero.
+    await assertDrained(sluice.admin);
+  } finally {
+    await sluice.stop();
+  }
   await backend.close();
 });
 
