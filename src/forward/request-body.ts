@@ -32,6 +32,8 @@ export interface RequestBodyOptions {
   deadlineMs: number;
   /** No byte for this long while sluice waits for one (timeouts.requestBodyIdle). */
   idleMs: number;
+  /** More body bytes than this: 413 (a chunked body has no length to check up front). */
+  maxBytes: number;
   className: string | undefined;
   /** Called once when the body fails: too slow, past its deadline, or the client aborted. */
   onError(err: ProxyError | Error): void;
@@ -64,6 +66,7 @@ export class RequestBody extends Readable {
   private deadline: TimerHandle | undefined;
   private idle: TimerHandle | undefined;
   private lastByteAt: number;
+  private received = 0;
   private filled: (() => void) | undefined;
 
   constructor(
@@ -140,6 +143,11 @@ export class RequestBody extends Readable {
   private readonly onData = (chunk: Buffer): void => {
     this.lastByteAt = this.o.clock.now();
     this.watch.add(chunk.length);
+    this.received += chunk.length;
+    if (this.received > this.o.maxBytes) {
+      this.fail(new ProxyError('BODY_TOO_LARGE', `request body exceeds ${this.o.maxBytes} bytes`, { className: this.o.className }));
+      return;
+    }
     if (!this.push(chunk)) {
       this.paused = true;
       this.source.pause();

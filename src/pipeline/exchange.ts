@@ -60,6 +60,10 @@ export class Exchange implements Job, Watcher {
   private watching = false;
   private ws: WebSocketAttempt | undefined;
   private clientWatch: RateWatch | undefined;
+  /** The response body chain (buffer … client) while a response is being relayed; destroyed by settle. */
+  private responseStreams: NodeJS.ReadableStream[] = [];
+  /** A WebSocket tunnel is open: its close is its normal end. */
+  private tunnelOpen = false;
 
   constructor(
     readonly ctx: RequestContext,
@@ -185,6 +189,7 @@ export class Exchange implements Job, Watcher {
         minRateWindowMs: policy.timeouts.minBodyRateWindowMs,
         deadlineMs: Math.max(0, policy.timeouts.requestBodyMs - (this.p.clock.now() - ctx.start)),
         idleMs: policy.timeouts.requestBodyIdleMs,
+        maxBytes: ctx.maxBodySize,
         className: ctx.klass?.name,
         onError: this.onBodyError,
       });
@@ -254,6 +259,7 @@ export class Exchange implements Job, Watcher {
       await forwardWebSocket(ctx, socket, head, pool, {
         clock: this.p.clock,
         peerTrusted: this.rt.clientIp.peerTrusted(ctx.peer),
+        onOpen: () => (this.tunnelOpen = true),
         ...(this.p.forwardOptions.hooks.onUpstreamHeaders ? { onUpstreamHeaders: this.p.forwardOptions.hooks.onUpstreamHeaders } : {}),
       }, this.ws);
       this.settle('forwarded');
@@ -282,6 +288,11 @@ export class Exchange implements Job, Watcher {
     this.permit = undefined;
   }
 
+  /** The streams a response body passes through; an exchange that ends unfinished destroys them (and frees their buffers). */
+  relaying(...streams: NodeJS.ReadableStream[]): void {
+    this.responseStreams = streams;
+  }
+
   /** Watches how fast the client reads the response (forward hook, after the response buffer). */
   watchClientReads(out: NodeJS.ReadableStream): void {
     const t = this.rt.policy.timeouts;
@@ -306,7 +317,7 @@ export class Exchange implements Job, Watcher {
     this.watching = false;
     if (this.state === 'done') return;
     if (!this.isWebSocket && this.ctx.res.writableFinished) return; // a normal end; the forward step settles
-    this.settle('client_abort');
+    this.settle(this.tunnelOpen ? 'forwarded' : 'client_abort');
   }
 
   /** Shutdown: a request still waiting (not yet forwarding) is answered 503 now. */
@@ -355,6 +366,8 @@ export class Exchange implements Job, Watcher {
       else if (!this.isWebSocket) abortForward(this.inbound);
     }
     if (this.body && !this.body.destroyed) this.body.destroy();
+    if (outcome !== 'forwarded') for (const r of this.responseStreams) (r as NodeJS.ReadableStream & { destroy?(): void }).destroy?.();
+    this.responseStreams = [];
     this.p.live.delete(this);
     this.p.finish(ctx, outcome);
   }

@@ -167,10 +167,13 @@ function withStages(hooks: ForwardHooks, shaping: Shaping, budget: BufferBudget)
       const ex = exchangeOf(ctx);
       if (ex) proxyRes.once('end', () => ex.upstreamDone());
       const max = ex ? ex.rt.policy.limits.buffering.response : 0;
-      let body = bufferResponse(proxyRes, ctx.method, max, budget) as IncomingMessage;
-      if (prevBody) body = prevBody(ctx, body) as IncomingMessage;
+      const buffered = bufferResponse(proxyRes, ctx.method, max, budget) as IncomingMessage;
+      const body = prevBody ? (prevBody(ctx, buffered) as IncomingMessage) : buffered;
       const out = shaping.responseBody(ctx, body);
-      ex?.watchClientReads(out);
+      if (ex) {
+        ex.relaying(buffered, body, out);
+        ex.watchClientReads(out);
+      }
       return out;
     },
     requestBody: prevReq
