@@ -101,7 +101,8 @@ export class Sluice {
     const s = this.pipeline.scheduler.status();
     const pools = this.pipeline.runtime.pools;
     const upstreams = s.upstreams.map((u) => ({ ...u, targets: pools.get(u.name)?.health() ?? [] }));
-    return { policy: this.policy.source, ...s, upstreams };
+    // bufferedBytes: request and response buffers held now (limits.buffering.budget); 0 when idle.
+    return { policy: this.policy.source, ...s, upstreams, bufferedBytes: this.pipeline.budget.inUse };
   }
 
   /** Re-reads the policy file. Invalid: the old policy keeps serving. */

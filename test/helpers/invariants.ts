@@ -1,7 +1,8 @@
 /**
  * The invariant every request-path test checks when its traffic has stopped:
  * every in-flight and queued count on the proxy's /status is back to zero
- * (each admitted request ended exactly once and gave back its slot).
+ * (each admitted request ended exactly once and gave back its slot), and no
+ * request or response buffer is still held.
  */
 import assert from 'node:assert/strict';
 
@@ -12,6 +13,8 @@ interface Counts {
 }
 
 interface Status extends Counts {
+  /** Bytes held by request and response buffers. */
+  bufferedBytes?: number;
   classes?: Counts[];
   upstreams?: Counts[];
 }
@@ -24,13 +27,14 @@ export function leftovers(s: Status): string[] {
     if (c.queued) out.push(`${where}queued=${c.queued}`);
   };
   check('', s);
+  if (s.bufferedBytes) out.push(`bufferedBytes=${s.bufferedBytes}`);
   for (const c of s.classes ?? []) check(`classes[${c.name}].`, c);
   for (const u of s.upstreams ?? []) check(`upstreams[${u.name}].`, u);
   return out;
 }
 
 /**
- * Polls `${admin}/status` until every inFlight and queued count is 0; fails
+ * Polls `${admin}/status` until every inFlight and queued count (and bufferedBytes) is 0; fails
  * with the counts still held after `timeoutMs`.
  */
 export async function assertDrained(admin: string, timeoutMs = 5000): Promise<void> {

@@ -7,6 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect, type Socket } from 'node:net';
+import { connect as h2connect, constants } from 'node:http2';
 import { startBackend, type Backend } from '../helpers/backend.js';
 import { startSluice, simplePolicy, type RunningSluice } from '../helpers/sluice.js';
 import { getJson, run, waitFor } from '../helpers/net.js';
@@ -109,6 +110,23 @@ test('an upload longer than the buffer takes a slot once buffered, and is cut wh
     s.destroy();
   }
   await assertDrained(sluice.admin);
+});
+
+test('clients that leave while their body is being buffered free the buffer (HTTP/1.1 close, HTTP/2 reset)', async () => {
+  backend.reset();
+  const s = open();
+  s.write(`POST /count HTTP/1.1\r\nHost: x\r\nContent-Length: 50000\r\n\r\n${'a'.repeat(1000)}`);
+  const session = h2connect(sluice.url);
+  session.on('error', () => {});
+  const st = session.request({ ':method': 'POST', ':path': '/count', 'content-length': '50000' });
+  st.on('error', () => {});
+  st.write(Buffer.alloc(1000));
+  await waitFor(async () => (await getJson<{ bufferedBytes: number }>(`${sluice.admin}/status`)).bufferedBytes === 100_000, 5000, 'both bodies buffered');
+  s.destroy();
+  st.close(constants.NGHTTP2_CANCEL);
+  await assertDrained(sluice.admin);
+  session.close();
+  assert.deepEqual(backend.hits, [], 'nothing reached the upstream');
 });
 
 test('a small body is forwarded whole, with the exact bytes received', async () => {
