@@ -45,6 +45,8 @@ interface Attempt {
   upstreamReq: ClientRequest | undefined;
   /** The policy the request started under (body idle timeout). */
   policy: Policy;
+  /** Aborted by the exchange (the client left): not the target's fault, never retried. */
+  cancelled?: boolean;
 }
 
 type WithState = InboundRequest & { [kState]?: Attempt };
@@ -216,7 +218,7 @@ export async function forward(
       }
       return undefined;
     } catch (err) {
-      if (clientGone(ctx)) return undefined;
+      if (clientGone(ctx) || a.cancelled) return undefined;
       const e = err as { reusedSocket?: boolean; code?: string; connectedSocket?: boolean };
       const mapped = mapError(err, ctx, member.target.url, pool.upstream.name);
       // A pooled socket the backend closed while idle: safe to try once more if nothing was sent or received.
@@ -235,7 +237,10 @@ export async function forward(
 
 /** Aborts the upstream request of a forward in progress (the exchange ended first); its promise then settles. */
 export function abortForward(inbound: InboundRequest): void {
-  (inbound as WithState)[kState]?.upstreamReq?.destroy();
+  const a = (inbound as WithState)[kState];
+  if (!a) return;
+  a.cancelled = true;
+  a.upstreamReq?.destroy();
 }
 
 function onReqTagged(req: InboundRequest, options: RequestOptions): ClientRequest {

@@ -361,7 +361,8 @@ export class Exchange implements Job, Watcher {
       ctx.res.destroy();
     }
     // The upstream's side: a forward still running is aborted (its promise then ends quietly).
-    if ((from === 'forwarding' || from === 'draining') && outcome !== 'forwarded') {
+    // (Draining: the upstream is done and its socket may already serve another request; nothing to abort.)
+    if (from === 'forwarding' && outcome !== 'forwarded') {
       if (this.ws?.upstreamReq) this.ws.upstreamReq.destroy();
       else if (!this.isWebSocket) abortForward(this.inbound);
     }
