@@ -190,7 +190,14 @@ function mapError(err: unknown, ctx: RequestContext, target: string, upstream: s
 
 export function clientGone(ctx: RequestContext): boolean {
   const res = ctx.res;
-  return (res.destroyed && !res.writableFinished) || (ctx.req as { aborted?: boolean }).aborted === true;
+  if ((res.destroyed && !res.writableFinished) || (ctx.req as { aborted?: boolean }).aborted === true) return true;
+  // HTTP/2: a stream reset (by the client, or by nghttp2 for a malformed request such as a
+  // content-length that disagrees with its DATA) before sluice answered. Node's compatibility
+  // layer then neither marks the request aborted nor emits 'close' again, so a forward started
+  // now would wait for events that never come.
+  const stream = (ctx.req as { stream?: { closed?: boolean; destroyed?: boolean; rstCode?: number } }).stream;
+  if (stream === undefined || (stream.closed !== true && stream.destroyed !== true)) return false;
+  return (stream.rstCode !== undefined && stream.rstCode !== 0) || !res.writableEnded;
 }
 
 /**
@@ -205,6 +212,7 @@ export async function forward(
 ): Promise<ProxyError | undefined> {
   const framing = framingOf(ctx.req);
   for (let attempt = 0; ; attempt++) {
+    if (clientGone(ctx)) return undefined;
     const member = pool.pick();
     const a: Attempt = { ctx, member, pool, opts, timer: undefined, upstreamReq: undefined, policy, framing };
     (ctx.req as WithState)[kState] = a;
