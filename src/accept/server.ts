@@ -16,7 +16,13 @@ import {
 } from 'node:http2';
 import { Duplex } from 'node:stream';
 import type { Logger } from '../telemetry/log.js';
-import { kPeer, type Peer } from './context.js';
+import { systemClock, type Clock, type TimerHandle } from '../clock.js';
+import { ProxyError } from '../errors.js';
+import { kPeer, type Peer, type InboundRequest, type InboundResponse } from './context.js';
+import { sendProblem } from './problem.js';
+import { checkAuthority } from './host.js';
+import { handshakeHasBody, isWebSocketUpgrade, serveWithoutUpgrade } from './upgrade.js';
+import { headerListSize } from './header-list.js';
 
 export interface ListenerHandlers {
   request(req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse): void;
@@ -31,6 +37,21 @@ export interface ListenerOptions {
   keepAliveTimeoutMs?: number;
   /** HTTP/2 streams per connection. Default 128. */
   maxConcurrentStreams?: number;
+  /** Clock for the per-connection request-head deadline. Default: the system clock. */
+  clock?: Clock;
+}
+
+/** The request-head deadline of a connection, armed at accept and cancelled when its first request head is complete. */
+const kHeadDeadline = Symbol('sluice.headDeadline');
+type WithDeadline = { [kHeadDeadline]?: TimerHandle | undefined };
+
+function settleHead(socket: unknown): void {
+  const s = socket as WithDeadline | null | undefined;
+  const t = s?.[kHeadDeadline];
+  if (t) {
+    t.cancel();
+    s[kHeadDeadline] = undefined;
+  }
 }
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0');
@@ -41,12 +62,19 @@ export class Listener {
   readonly http2: Http2Server;
   private readonly sockets = new Set<Socket>();
   private pendingPeer: Peer | undefined;
+  private pendingSocket: Socket | undefined;
+  private readonly clock: Clock;
+  private readonly headersTimeoutMs: number;
+  private readonly maxHeaderSize: number;
   private readonly sessions = new Set<ServerHttp2Session>();
   /** Set by closeIdle: sessions opened from now on are told to go away at once. */
   private draining = false;
 
   constructor(handlers: ListenerHandlers, opts: ListenerOptions, log: Logger) {
     const headersTimeout = opts.headersTimeoutMs ?? 10_000;
+    this.headersTimeoutMs = headersTimeout;
+    this.maxHeaderSize = opts.maxHeaderSize;
+    this.clock = opts.clock ?? systemClock;
     this.http1 = createHttpServer({
       maxHeaderSize: opts.maxHeaderSize,
       headersTimeout,
@@ -59,8 +87,41 @@ export class Listener {
     // connection tracking, which enforces headersTimeout and closeIdleConnections(), starts on
     // 'listening'; start it explicitly.
     this.http1.emit('listening');
-    this.http1.on('request', handlers.request);
-    this.http1.on('upgrade', handlers.upgrade);
+    const onRequest = (req: InboundRequest, res: InboundResponse): void => {
+      if (req.httpVersionMajor === 1) settleHead(req.socket);
+      else {
+        const size = headerListSize(req.rawHeaders);
+        if (size > this.maxHeaderSize) {
+          sendProblem(res, new ProxyError('HEADERS_TOO_LARGE', `header list of ${size} bytes (RFC 9113 §6.5.2) exceeds ${this.maxHeaderSize}`));
+          return;
+        }
+      }
+      const host = checkAuthority(req);
+      if (host.kind === 'reject') {
+        if (req.httpVersionMajor === 1) res.setHeader('connection', 'close');
+        sendProblem(res, new ProxyError('BAD_REQUEST', host.detail));
+        return;
+      }
+      handlers.request(req, res);
+    };
+    this.http1.on('request', onRequest);
+    this.http1.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      settleHead(socket);
+      if (!isWebSocketUpgrade(req)) {
+        // Not a WebSocket handshake (h2c, or an upgrade on another method): served as a plain request.
+        serveWithoutUpgrade(this.http1, req, socket as Socket, head);
+        return;
+      }
+      const host = checkAuthority(req);
+      const refusal = host.kind === 'reject' ? host.detail : handshakeHasBody(req) ? 'a WebSocket handshake must not carry a body' : undefined;
+      if (refusal !== undefined) {
+        socket.on('error', noop);
+        writeRaw400(socket, refusal);
+        return;
+      }
+      req.headers.upgrade = 'websocket';
+      handlers.upgrade(req, socket, head);
+    });
     this.http1.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
       // Node's default answers 400/431; keep it, but never let a bad client throw.
       // A parse error comes between requests on a keep-alive socket, so an answer can still be written.
@@ -86,10 +147,12 @@ export class Listener {
       },
     };
     this.http2 = createH2Server(h2Options);
-    this.http2.on('request', handlers.request);
+    this.http2.on('request', onRequest);
     // 'session' is emitted synchronously from emit('connection'), so pendingPeer is this session's.
     this.http2.on('session', (session) => {
       if (this.pendingPeer) (session as unknown as { [kPeer]: Peer })[kPeer] = this.pendingPeer;
+      const raw = this.pendingSocket;
+      if (raw) session.once('stream', () => settleHead(raw));
       this.sessions.add(session);
       session.once('close', () => this.sessions.delete(session));
       if (this.draining) session.close();
@@ -103,7 +166,14 @@ export class Listener {
 
   private sniff(socket: Socket): void {
     this.sockets.add(socket);
-    socket.once('close', () => this.sockets.delete(socket));
+    // Counted from accept, not from the first byte: a connection that sends nothing, or only
+    // part of the HTTP/2 preface, or an HTTP/2 session that opens no stream, is closed too.
+    const deadline = this.clock.setTimer(() => this.headTimedOut(socket), this.headersTimeoutMs);
+    (socket as WithDeadline)[kHeadDeadline] = deadline;
+    socket.once('close', () => {
+      this.sockets.delete(socket);
+      settleHead(socket);
+    });
     socket.on('error', noop);
     let seen: Buffer | undefined;
     const onData = (chunk: Buffer): void => {
@@ -121,8 +191,10 @@ export class Listener {
           localAddress: socket.localAddress ?? '',
           localPort: socket.localPort ?? 0,
         };
+        this.pendingSocket = socket;
         this.http2.emit('connection', new Replay(socket, seen));
         this.pendingPeer = undefined;
+        this.pendingSocket = undefined;
       } else {
         socket.unshift(seen);
         this.http1.emit('connection', socket);
@@ -130,6 +202,23 @@ export class Listener {
       }
     };
     socket.on('data', onData);
+  }
+
+  /**
+   * No complete request head within requestHeaders of accept. A connection the HTTP/1.1
+   * server holds gets 408 (as Node's own headersTimeout answers); anything else is closed.
+   */
+  private headTimedOut(socket: Socket): void {
+    (socket as WithDeadline)[kHeadDeadline] = undefined;
+    if (socket.destroyed) return;
+    const h1 = (socket as { parser?: unknown }).parser !== undefined && (socket as { parser?: unknown }).parser !== null;
+    if (h1 && socket.writable) {
+      socket.end('HTTP/1.1 408 Request Timeout\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      socket.once('finish', () => socket.destroy());
+      this.clock.setTimer(() => socket.destroy(), 1000);
+      return;
+    }
+    socket.destroy();
   }
 
   listen(port: number, host: string): Promise<{ host: string; port: number }> {
@@ -176,6 +265,14 @@ export class Listener {
 }
 
 function noop(): void {}
+
+function writeRaw400(socket: Duplex, detail: string): void {
+  const body = JSON.stringify(new ProxyError('BAD_REQUEST', detail).toProblem());
+  socket.end(
+    'HTTP/1.1 400 Bad Request\r\nContent-Type: application/problem+json\r\nCache-Control: no-store\r\n' +
+      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
+  );
+}
 
 /** A duplex over a socket that first yields bytes already read from it. */
 class Replay extends Duplex {

@@ -12,6 +12,7 @@ import type { InboundRequest, InboundResponse, RequestContext } from '../accept/
 import type { PooledTarget, UpstreamPool } from './pool.js';
 import type { Policy } from '../policy/types.js';
 import { addForwardedHeaders } from './headers.js';
+import { applyFraming, guardBody, framingOf, type BodyFraming } from './framing.js';
 
 /** Hooks other stages attach to the forwarding of one request (tracing, shaping). */
 export interface ForwardHooks {
@@ -47,24 +48,29 @@ interface Attempt {
   policy: Policy;
   /** Aborted by the exchange (the client left): not the target's fault, never retried. */
   cancelled?: boolean;
+  /** How the request body is delimited; the upstream gets the same body, framed the same way. */
+  framing: BodyFraming;
 }
 
 type WithState = InboundRequest & { [kState]?: Attempt };
 
-const IDEMPOTENT_NO_BODY = new Set(['GET', 'HEAD', 'OPTIONS']);
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS']);
 
 function onReq(req: InboundRequest, options: RequestOptions): ClientRequest {
   const a = (req as WithState)[kState]!;
   const headers = (options.headers ??= {}) as OutgoingHttpHeaders;
   options.agent = a.member.agent;
   addForwardedHeaders(headers, a.ctx, a.opts.peerTrusted(a.ctx));
+  applyFraming(headers, a.framing);
   a.opts.hooks.onUpstreamHeaders?.(a.ctx, headers);
   const up = request(options);
   a.upstreamReq = up;
   if (a.ctx.maxBodySize !== Infinity) limitBody(up, a);
-  if (hasPendingBody(req)) watchBody(req, a);
+  if (hasPendingBody(req, a.framing)) watchBody(req, a);
   // After limitBody: shaped pieces are what gets counted against maxBodySize.
   a.opts.hooks.requestBody?.(a.ctx, up);
+  // Last: it must see http2-proxy's write/end calls before the wrappers above.
+  guardBody(req, up, a.framing);
   a.ctx.upstreamStart = a.opts.clock.now();
   const up2 = a.pool.upstream;
   // A fresh connection must be made within connectTimeout; the whole exchange must
@@ -93,8 +99,8 @@ function limitBody(up: ClientRequest, a: Attempt): void {
   } as ClientRequest['write'];
 }
 
-function hasPendingBody(req: InboundRequest): boolean {
-  if (IDEMPOTENT_NO_BODY.has(req.method ?? 'GET')) return false;
+function hasPendingBody(req: InboundRequest, framing: BodyFraming): boolean {
+  if (framing.kind === 'none') return false;
   return !(req as { complete?: boolean }).complete && !req.readableEnded;
 }
 
@@ -186,7 +192,14 @@ function mapError(err: unknown, ctx: RequestContext, target: string, upstream: s
 
 export function clientGone(ctx: RequestContext): boolean {
   const res = ctx.res;
-  return (res.destroyed && !res.writableFinished) || (ctx.req as { aborted?: boolean }).aborted === true;
+  if ((res.destroyed && !res.writableFinished) || (ctx.req as { aborted?: boolean }).aborted === true) return true;
+  // HTTP/2: a stream reset (by the client, or by nghttp2 for a malformed request such as a
+  // content-length that disagrees with its DATA) before sluice answered. Node's compatibility
+  // layer then neither marks the request aborted nor emits 'close' again, so a forward started
+  // now would wait for events that never come.
+  const stream = (ctx.req as { stream?: { closed?: boolean; destroyed?: boolean; rstCode?: number } }).stream;
+  if (stream === undefined || (stream.closed !== true && stream.destroyed !== true)) return false;
+  return (stream.rstCode !== undefined && stream.rstCode !== 0) || !res.writableEnded;
 }
 
 /**
@@ -201,9 +214,11 @@ export async function forward(
   /** What the request (and its body) is read from: the client's request, or a stand-in for a buffered body. */
   inbound: InboundRequest = ctx.req,
 ): Promise<ProxyError | undefined> {
+  const framing = framingOf(ctx.req);
   for (let attempt = 0; ; attempt++) {
+    if (clientGone(ctx)) return undefined;
     const member = pool.pick();
-    const a: Attempt = { ctx, member, pool, opts, timer: undefined, upstreamReq: undefined, policy };
+    const a: Attempt = { ctx, member, pool, opts, timer: undefined, upstreamReq: undefined, policy, framing };
     (inbound as WithState)[kState] = a;
     try {
       await proxy.web(inbound as never, ctx.res as never, {
@@ -221,8 +236,9 @@ export async function forward(
       if (clientGone(ctx) || a.cancelled) return undefined;
       const e = err as { reusedSocket?: boolean; code?: string; connectedSocket?: boolean };
       const mapped = mapError(err, ctx, member.target.url, pool.upstream.name);
-      // A pooled socket the backend closed while idle: safe to try once more if nothing was sent or received.
-      const staleSocket = e.reusedSocket === true && e.code === 'ECONNRESET' && IDEMPOTENT_NO_BODY.has(ctx.method);
+      // A pooled socket the backend closed while idle: safe to try once more if nothing was sent or received
+      // (a request with a body may have had it read already, so it is never retried).
+      const staleSocket = e.reusedSocket === true && e.code === 'ECONNRESET' && IDEMPOTENT.has(ctx.method) && framing.kind === 'none';
       // A target that refused the connection saw nothing (the body is read only once connected): try another.
       const refused = e.connectedSocket === false && mapped.code === 'UPSTREAM_UNREACHABLE' && pool.size > 1;
       if (!staleSocket && mapped.code !== 'BODY_TOO_LARGE') pool.failed(member);

@@ -3,7 +3,8 @@
  * unique names, regexes, CIDRs, reserves) and the resolved, frozen `Policy`.
  */
 import type { RawPolicy, RawClass, RawUpstream, RawValueMatcher, RawClassMatch } from './schema.js';
-import type { ClassPolicy, Policy, RoutePolicy, UpstreamPolicy, RateLimitPolicy, BandwidthPolicy, Target } from './types.js';
+import type { ClassPolicy, Policy, RoutePolicy, UpstreamPolicy, RateLimitPolicy, BandwidthPolicy, Target, HostRewrite } from './types.js';
+import { isValidAuthority } from '../accept/host.js';
 import { parseCidr, parseDuration, parseRate, parseSize, type Cidr } from './units.js';
 import type { PolicyIssue, Positions, LoadResult } from './load.js';
 import { referencedPath } from './files.js';
@@ -105,6 +106,16 @@ function compileTarget(url: string, c: Checker, path: Path): Target {
   }
 }
 
+function compileHostRewrite(v: string | undefined, c: Checker, p: Path): HostRewrite {
+  if (v === undefined) return CLIENT_HOST;
+  if (v === 'target') return TARGET_HOST;
+  if (!isValidAuthority(v) || v === '') c.fail(p, `hostRewrite must be "target" or a host[:port], got ${JSON.stringify(v)}`);
+  return Object.freeze({ kind: 'value', value: v });
+}
+
+const CLIENT_HOST: HostRewrite = Object.freeze({ kind: 'client' });
+const TARGET_HOST: HostRewrite = Object.freeze({ kind: 'target' });
+
 function compileUpstream(u: RawUpstream, i: number, c: Checker): UpstreamPolicy {
   const p: Path = ['upstreams', i];
   const ka = u.keepAlive ?? {};
@@ -116,6 +127,7 @@ function compileUpstream(u: RawUpstream, i: number, c: Checker): UpstreamPolicy 
     timeoutMs: c.duration(u.timeout, DEFAULTS.upstreamTimeout, [...p, 'timeout']),
     connectTimeoutMs: c.duration(u.connectTimeout, DEFAULTS.connectTimeout, [...p, 'connectTimeout']),
     idleTimeoutMs: c.duration(u.idleTimeout, DEFAULTS.upstreamIdle, [...p, 'idleTimeout']),
+    hostRewrite: compileHostRewrite(u.hostRewrite, c, [...p, 'hostRewrite']),
     outlier: Object.freeze({
       consecutiveFailures: od.consecutiveFailures ?? DEFAULTS.outlier.consecutiveFailures,
       baseEjectionMs: c.duration(od.baseEjectionTime, DEFAULTS.outlier.baseEjectionTime, [...p, 'outlierDetection', 'baseEjectionTime']),

@@ -92,6 +92,10 @@ export const Upstream = Strict({
     ),
   ),
   idleTimeout: Type.Optional(Duration('Response body stalls (no bytes from the upstream) this long: the exchange is aborted. Default 60s.')),
+  hostRewrite: Type.Optional(Type.String({
+    minLength: 1,
+    description: 'Host header sent upstream: "target" sends the target\'s host:port; any other value (a host[:port]) is sent as is. Default: the client\'s Host (or :authority) unchanged.',
+  })),
   keepAlive: Type.Optional(Strict(
     {
       maxSockets: Type.Optional(Type.Integer({ minimum: 1, description: 'Max sockets per target. Default 256.' })),

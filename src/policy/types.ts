@@ -11,8 +11,16 @@ export interface Target {
   readonly port: number;
 }
 
+/**
+ * The Host sent upstream: the client's (default), the target's host:port, or a literal value.
+ * Source: Envoy `host_rewrite_literal` / `auto_host_rewrite`, HAProxy `http-request set-header Host`.
+ */
+export type HostRewrite = { readonly kind: 'client' } | { readonly kind: 'target' } | { readonly kind: 'value'; readonly value: string };
+
 export interface UpstreamPolicy {
   readonly name: string;
+  /** Host sent upstream; `{ kind: 'client' }` unless `hostRewrite` is configured. */
+  readonly hostRewrite: HostRewrite;
   readonly targets: readonly Target[];
   /** Infinity when not configured. */
   readonly maxConcurrent: number;
