@@ -31,7 +31,7 @@ export async function explain(argv: string[], fail: (msg: string, code?: number)
   }
   headers.host ??= 'localhost';
   const req = { method: values.method.toUpperCase(), url: values.path, headers, socket: { remoteAddress: values.ip } };
-  const ctx = new RequestContext(req as unknown as InboundRequest, {} as InboundResponse, 0);
+  const ctx = new RequestContext(req as unknown as InboundRequest, {} as InboundResponse, 0, r.policy.pathNormalization);
   const rt = new Runtime(r.policy, undefined, systemClock);
   const d = await rt.decide(ctx);
   const out = {

@@ -227,7 +227,7 @@ export class Pipeline {
   draining = false;
 
   readonly handle = (req: InboundRequest, res: InboundResponse): void => {
-    const ctx = new RequestContext(req, res, this.clock.now());
+    const ctx = new RequestContext(req, res, this.clock.now(), this.rt.policy.pathNormalization);
     req.on('error', noop);
     res.on('error', noop);
     if (this.draining && req.httpVersionMajor === 1) res.setHeader('connection', 'close');
@@ -239,6 +239,12 @@ export class Pipeline {
     if ((ctx.req.url?.length ?? 0) > maxUrl) {
       ctx.status = 414;
       sendProblem(ctx.res, new ProxyError('URI_TOO_LONG', `request target of ${ctx.req.url!.length} characters exceeds ${maxUrl}`));
+      this.finish(ctx, 'rejected');
+      return;
+    }
+    if (ctx.targetError !== undefined) {
+      ctx.status = 400;
+      sendProblem(ctx.res, new ProxyError('BAD_REQUEST', ctx.targetError));
       this.finish(ctx, 'rejected');
       return;
     }
@@ -297,8 +303,13 @@ export class Pipeline {
   readonly upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     socket.on('error', noop);
     const rt = this.rt;
-    const ctx = new RequestContext(req, socketAsResponse(socket), this.clock.now());
+    const ctx = new RequestContext(req, socketAsResponse(socket), this.clock.now(), rt.policy.pathNormalization);
     void (async () => {
+      if (ctx.targetError !== undefined) {
+        writeRawProblem(socket, new ProxyError('BAD_REQUEST', ctx.targetError));
+        this.finish(ctx, 'rejected');
+        return;
+      }
       const d = await rt.decide(ctx);
       if (!d) {
         writeRawProblem(socket, new ProxyError('NO_ROUTE', `no route for ${ctx.method} ${ctx.host}${ctx.path}`));

@@ -6,7 +6,7 @@ import type { RawPolicy, RawClass, RawUpstream, RawValueMatcher, RawClassMatch }
 import type { ClassPolicy, Policy, RoutePolicy, UpstreamPolicy, RateLimitPolicy, BandwidthPolicy, Target } from './types.js';
 import { parseCidr, parseDuration, parseRate, parseSize, type Cidr } from './units.js';
 import type { PolicyIssue, Positions, LoadResult } from './load.js';
-import { referencedPath } from './files.js';
+import { referencedPath, referencedPaths } from './files.js';
 
 type Path = (string | number)[];
 
@@ -147,6 +147,7 @@ function compileRateLimit(r: RawClass['rateLimit'], c: Checker, p: Path): RateLi
     burst: r.burst ?? Math.max(1, Math.ceil(r.rate)),
     key: r.key ?? 'ip',
     onLimit: r.onLimit ?? 'reject',
+    ipv6Prefix: r.ipv6Prefix ?? 64,
     ...(r.store ? { store: Object.freeze({ redis: r.store.redis, failClosed: r.store.failClosed ?? false }) } : {}),
   });
 }
@@ -319,6 +320,12 @@ export function compilePolicy(raw: RawPolicy, file: string, pos: Positions, file
     trustedHeaders: Object.freeze((raw.trustedHeaders ?? []).map((h) => h.toLowerCase())),
     trustedProxies: Object.freeze(trustedProxies),
     ...(identity ? { identity } : {}),
+    pathNormalization: Object.freeze({
+      mergeSlashes: raw.pathNormalization?.mergeSlashes ?? true,
+      escapedSlashes: raw.pathNormalization?.escapedSlashes ?? 'reject',
+    }),
+    telemetry: Object.freeze({ legacyMetricNames: raw.telemetry?.legacyMetricNames ?? false }),
+    files: Object.freeze(referencedPaths(raw, file)),
     limits: Object.freeze({
       maxConcurrent: raw.limits?.maxConcurrent ?? Infinity,
       maxQueued: raw.limits?.maxQueued ?? DEFAULTS.maxQueued,
