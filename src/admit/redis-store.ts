@@ -16,33 +16,36 @@
  */
 import type { Redis } from 'ioredis';
 import type { Logger } from '../telemetry/log.js';
-import type { GcraParams, Take } from './gcra.js';
+import { toUs, type GcraParams, type Take } from './gcra.js';
 
-// KEYS[1]: bucket key. ARGV: interval ms, burst, max wait ms.
-// Returns { admitted (1/0), wait ms (string, fractional), remaining }.
+// KEYS[1]: bucket key. ARGV: interval µs, tolerance µs (burst × interval), max wait µs;
+// all integers. The TAT is stored as an integer µs string ('%.0f': tostring
+// would print 16-digit numbers as 1.7e+15 and lose them). Integers below 2^53
+// are exact in Lua's doubles, so this is the exact arithmetic of gcra.ts.
+// Returns { admitted (1/0), wait µs (string), remaining }.
 const SCRIPT = `
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
+local tolerance = tonumber(ARGV[2])
 local maxWait = tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
 local nxt = tat + interval
-local allowAt = nxt - burst * interval
+local allowAt = nxt - tolerance
 if allowAt <= now then
-  redis.call('SET', KEYS[1], tostring(nxt), 'PX', math.ceil(nxt - now) + 1000)
-  return {1, '0', math.floor((now - allowAt) / interval + 1e-9)}
+  redis.call('SET', KEYS[1], string.format('%.0f', nxt), 'PX', math.ceil((nxt - now) / 1000) + 1000)
+  return {1, '0', math.floor((now - allowAt) / interval)}
 end
 local wait = allowAt - now
 if wait <= maxWait then
-  redis.call('SET', KEYS[1], tostring(nxt), 'PX', math.ceil(nxt - now) + 1000)
-  return {1, tostring(wait), 0}
+  redis.call('SET', KEYS[1], string.format('%.0f', nxt), 'PX', math.ceil((nxt - now) / 1000) + 1000)
+  return {1, string.format('%.0f', wait), 0}
 end
-return {0, tostring(wait), 0}
+return {0, string.format('%.0f', wait), 0}
 `;
 
-type GcraCommand = (key: string, interval: string, burst: string, maxWait: string) => Promise<[number, string, number]>;
+type GcraCommand = (key: string, intervalUs: string, toleranceUs: string, maxWaitUs: string) => Promise<[number, string, number]>;
 type RedisWithGcra = Redis & { sluiceGcra: GcraCommand };
 
 /** One connection per Redis URL, shared by every class that names it. */
@@ -56,6 +59,9 @@ export class RedisStore {
   /** Commands that failed on a live connection (timeouts); those requests used local limits. */
   failedCommands = 0;
   private refs = 0;
+  private resolveReady!: () => void;
+  /** Resolves when the connection is first ready (never rejects; it may never resolve). */
+  readonly ready = new Promise<void>((r) => (this.resolveReady = r));
 
   constructor(
     readonly url: string,
@@ -74,6 +80,7 @@ export class RedisStore {
       });
       client.defineCommand('sluiceGcra', { numberOfKeys: 1, lua: SCRIPT });
       client.on('ready', () => {
+        this.resolveReady();
         if (!this.seen) {
           this.seen = true;
           this.log.info({ redis: redact(url) }, 'rate-limit store connected');
@@ -86,6 +93,11 @@ export class RedisStore {
       client.on('close', () => this.down(undefined));
       this.client = client as RedisWithGcra;
     });
+  }
+
+  /** Whether the connection was ready at least once since this store was made. */
+  get everConnected(): boolean {
+    return this.seen;
   }
 
   get connected(): boolean {
@@ -109,9 +121,9 @@ export class RedisStore {
 
   async take(key: string, p: GcraParams, maxWaitMs: number, out: Take): Promise<Take> {
     if (!this.client) throw new Error('rate-limit store not connected yet');
-    const [ok, wait, remaining] = await this.client.sluiceGcra(key, String(p.intervalMs), String(p.burst), String(maxWaitMs));
+    const [ok, wait, remaining] = await this.client.sluiceGcra(key, String(p.intervalUs), String(p.toleranceUs), String(toUs(maxWaitMs)));
     out.rejected = ok !== 1;
-    out.waitMs = Number(wait);
+    out.waitMs = Number(wait) / 1000;
     out.remaining = remaining;
     return out;
   }

@@ -141,10 +141,14 @@ function checkClassMatch(m: RawClassMatch | undefined, c: Checker, p: Path): voi
 
 function compileRateLimit(r: RawClass['rateLimit'], c: Checker, p: Path): RateLimitPolicy | undefined {
   if (!r) return undefined;
+  const perMs = c.duration(r.per, '1s', [...p, 'per']);
+  const burst = r.burst ?? Math.max(1, Math.ceil(r.rate));
+  // The GCRA runs in integer µs below 2^53 (src/admit/gcra.ts): burst × per/rate must stay under 2^51 µs (~71 years).
+  if ((burst * perMs * 1000) / r.rate > 2 ** 51) c.fail(p, `burst × per / rate is ${Math.round((burst * perMs) / r.rate / 86_400_000)} days; at most about 71 years`);
   return Object.freeze({
     rate: r.rate,
-    perMs: c.duration(r.per, '1s', [...p, 'per']),
-    burst: r.burst ?? Math.max(1, Math.ceil(r.rate)),
+    perMs,
+    burst,
     key: r.key ?? 'ip',
     onLimit: r.onLimit ?? 'reject',
     ipv6Prefix: r.ipv6Prefix ?? 64,
