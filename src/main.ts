@@ -100,6 +100,11 @@ export class Sluice {
     return { proxy, admin };
   }
 
+  /** The policy in force (the latest that loaded). */
+  currentPolicy(): Policy {
+    return this.policy;
+  }
+
   status(): unknown {
     const s = this.pipeline.scheduler.status();
     const pools = this.pipeline.runtime.pools;
