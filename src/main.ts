@@ -47,7 +47,7 @@ export class Sluice {
     this.policy = policy;
     this.log = opts.log ?? silentLogger;
     const clock = opts.clock ?? systemClock;
-    this.telemetry = new Telemetry({ clock, env: opts.env });
+    this.telemetry = new Telemetry({ clock, env: opts.env, legacyMetricNames: policy.telemetry.legacyMetricNames });
     this.pipeline = new Pipeline(policy, {
       clock,
       log: this.log,
