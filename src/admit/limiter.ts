@@ -200,9 +200,14 @@ export class ClassLimiter {
     };
   }
 
-  /** A delayed request left before its turn: give its token back (local buckets only). */
-  refund(key: string): void {
-    if (key !== '') this.local.refund(key);
+  /**
+   * A delayed request left before its turn: give its reserved token back, to
+   * the bucket it came from (Redis when `shared`; a local key of '' is a no-op).
+   */
+  refund(key: string, shared = false): void {
+    if (!shared) {
+      if (key !== '') this.local.refund(key);
+    } else if (this.store?.connected) void this.store.refund(this.redisPrefix + key, this.params).catch(() => {});
   }
 
   close(): void {

@@ -45,8 +45,20 @@ end
 return {0, string.format('%.0f', wait), 0}
 `;
 
+// KEYS[1]: bucket key. ARGV: interval µs. Gives back one reserved token (onLimit: queue,
+// the client left): the TAT moves back one interval, never below now. Integer µs, as SCRIPT.
+const REFUND = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local back = tat - tonumber(ARGV[1])
+if back <= now then redis.call('DEL', KEYS[1]) return 0 end
+redis.call('SET', KEYS[1], string.format('%.0f', back), 'PX', math.ceil((back - now) / 1000) + 1000)
+return 1
+`;
+
 type GcraCommand = (key: string, intervalUs: string, toleranceUs: string, maxWaitUs: string) => Promise<[number, string, number]>;
-type RedisWithGcra = Redis & { sluiceGcra: GcraCommand };
+type RedisWithGcra = Redis & { sluiceGcra: GcraCommand; sluiceRefund(key: string, intervalUs: string): Promise<number> };
 
 /** One connection per Redis URL, shared by every class that names it. */
 export class RedisStore {
@@ -79,6 +91,7 @@ export class RedisStore {
         lazyConnect: false,
       });
       client.defineCommand('sluiceGcra', { numberOfKeys: 1, lua: SCRIPT });
+      client.defineCommand('sluiceRefund', { numberOfKeys: 1, lua: REFUND });
       client.on('ready', () => {
         this.resolveReady();
         if (!this.seen) {
@@ -126,6 +139,12 @@ export class RedisStore {
     out.waitMs = Number(wait) / 1000;
     out.remaining = remaining;
     return out;
+  }
+
+  /** Gives one reserved token of `key` back (see REFUND). */
+  async refund(key: string, p: GcraParams): Promise<void> {
+    if (!this.client) return;
+    await this.client.sluiceRefund(key, String(p.intervalUs));
   }
 
   get inUse(): boolean {
