@@ -21,7 +21,9 @@
  *     forwarded as `%2F`/`%5C`), or `unescape` (a separator: `/`).
  *  4. `mergeSlashes` (default true, as nginx): `//` → `/`.
  *  5. Dot segments removed (RFC 3986 §5.2.4): `/a/./b` → `/a/b`, `/a/b/..` →
- *     `/a/`, `/../x` → `/x` (never above the root).
+ *     `/a/`, `/../x` → `/x` (never above the root). A dot segment with path
+ *     parameters (`/..;x/`, `/.;/`), which servlet containers resolve as `..`,
+ *     is refused.
  *
  * The query string is forwarded byte for byte. The result is idempotent:
  * normalising a normalised target changes nothing (a property test checks it).
@@ -70,7 +72,7 @@ export function normalizeTarget(url: string, o: PathNormalization = DEFAULT_PATH
     if (!m) return { ok: false, reason: 'the request target is not a path' };
     path = path.slice(m[0].length) || '/';
   }
-  // Fast path: nothing to decode, no backslash, no empty or dot segment.
+  // Fast path: nothing to decode, no backslash, no empty or dot segment (nor `/.;`).
   if (!path.includes('%') && !path.includes('\\') && !path.includes('/.') && !path.includes('//')) return { ok: true, path, query };
 
   let s = '';
@@ -96,8 +98,13 @@ export function normalizeTarget(url: string, o: PathNormalization = DEFAULT_PATH
       s += o.escapedSlashes === 'unescape' ? '/' : v === 0x2f ? '%2F' : '%5C';
     } else s += `%${HEX[h]}${HEX[l]}`;
   }
+  // `/..;x/` is a dot segment to servlet containers (Tomcat, Jetty strip path
+  // parameters before resolving) and a plain name here: ambiguous, so refused.
+  if (DOT_PARAMS.test(s)) return { ok: false, reason: 'dot segment with path parameters (/..;) in the path' };
   return { ok: true, path: removeDotSegments(s, o.mergeSlashes), query };
 }
+
+const DOT_PARAMS = /\/\.\.?;/;
 
 /** RFC 3986 §5.2.4 on an absolute path, optionally merging empty segments first. */
 export function removeDotSegments(path: string, mergeSlashes: boolean): string {

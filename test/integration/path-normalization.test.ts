@@ -80,7 +80,7 @@ async function rawH2(target: string): Promise<number> {
 
 const WS = 'Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n';
 const SPELLINGS = ['/x/../login', '/./login', '/%2e%2e/login', '/%2E%2e/login', '/.%2e/login', '//login', '/login/.', '/a/b/../../login', '/../login', '/%6cogin', 'http://x/x/../login'];
-const REFUSED = ['/x%2F..%2Flogin', '/x%2f..%2flogin', '/x%5C..%5Clogin', '/x\\..\\login', '/login%zz', '/login#frag'];
+const REFUSED = ['/x%2F..%2Flogin', '/x%2f..%2flogin', '/x%5C..%5Clogin', '/x\\..\\login', '/login%zz', '/login#frag', '/x/..;/login'];
 
 for (const proto of ['HTTP/1.1', 'HTTP/2', 'WebSocket'] as const) {
   test(`${proto}: dot-segment and encoded spellings of /login are /login's class, and the upstream receives the normalised path`, async () => {

@@ -45,6 +45,10 @@ test('percent-encodings: unreserved decoded, others upper-cased, malformed refus
   assert.equal(path('/a%20b'), '/a%20b');
   assert.equal(path('/100%25'), '/100%25');
   for (const u of ['/a%', '/a%4', '/a%zz', '/%g0/x']) refused(u);
+  // Servlet containers resolve /..;/ as ..: ambiguous, refused (also when spelled %2e%2e;).
+  for (const u of ['/x/..;/login', '/x/..;jsessionid=1/login', '/.;/login', '/x/%2e%2e;/login']) refused(u);
+  assert.equal(path('/login;jsessionid=1'), '/login;jsessionid=1');
+  assert.equal(path('/a/..b;c/d'), '/a/..b;c/d');
 });
 
 test('escaped slashes and backslashes: reject (default), keep, unescape', () => {
