@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { connect as netConnect } from 'node:net';
 import { connect as h2connect } from 'node:http2';
 import { startBackend, type Backend } from '../helpers/backend.js';
-import { startSluice, simplePolicy, type RunningSluice } from '../helpers/sluice.js';
+import { startSluice, simplePolicy, runCli, type RunningSluice } from '../helpers/sluice.js';
 import { getJson, waitFor } from '../helpers/net.js';
 
 let backend: Backend;
@@ -118,6 +118,17 @@ test('the query string is forwarded byte for byte', async () => {
   const head = await rawH1('/x/../login?next=/a/../b&q=%2e');
   assert.match(head, /^HTTP\/1.1 200/);
   assert.deepEqual(rawUrls, ['/login?next=/a/../b&q=%2e']);
+});
+
+test('sluice explain shows the normalised path and its class, or the refusal', async () => {
+  const ok = await runCli(['explain', '--config', sluice.configFile, '--path', '/x/../%6cogin', '--json']);
+  assert.equal(ok.code, 0, ok.stderr);
+  const j = JSON.parse(ok.stdout) as { class: string; request: { normalizedPath: string } };
+  assert.deepEqual([j.class, j.request.normalizedPath], ['login', '/login']);
+  const bad = await runCli(['explain', '--config', sluice.configFile, '--path', '/x%2f../login', '--json']);
+  const b = JSON.parse(bad.stdout) as { class: string | null; rule: string };
+  assert.equal(b.class, null);
+  assert.match(b.rule, /^refused with 400: encoded slash/);
 });
 
 test('counts return to zero', async () => {
