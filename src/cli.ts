@@ -1,12 +1,11 @@
 #!/usr/bin/env node
 /** sluice command line: serve, check, explain, demo (see CONTRACT.md). */
 import { parseArgs } from 'node:util';
-import { watch } from 'node:fs';
-import { basename, dirname, resolve } from 'node:path';
 import { loadPolicyFile, formatIssue } from './policy/load.js';
 import { Sluice, PolicyLoadError, summarize } from './main.js';
 import { createLogger, LOG_LEVELS } from './telemetry/log.js';
 import { explain } from './explain.js';
+import { PolicyWatcher } from './policy/watch.js';
 
 const USAGE = `usage:
   sluice serve --config FILE [--port N] [--admin-port N] [--log-level LEVEL] [--watch]
@@ -74,22 +73,8 @@ async function serve(argv: string[]): Promise<void> {
   process.once('SIGTERM', () => stop('SIGTERM'));
   process.once('SIGINT', () => stop('SIGINT'));
   process.on('SIGHUP', () => void sluice.reload());
-  if (values.watch) watchPolicy(values.config, () => void sluice.reload());
-}
-
-/**
- * --watch: reload when the policy file changes. The folder is watched, not the
- * file, because editors replace files (rename) and a file watch would go stale.
- */
-function watchPolicy(file: string, reload: () => void): void {
-  let timer: NodeJS.Timeout | undefined;
-  const name = basename(file);
-  watch(dirname(resolve(file)), (_event, changed) => {
-    if (changed !== null && changed !== name) return;
-    clearTimeout(timer);
-    // Editors write in several steps; wait for the burst to settle.
-    timer = setTimeout(reload, 150);
-  }).unref();
+  // --watch: the policy file and every file it refers to (src/policy/watch.ts).
+  if (values.watch) new PolicyWatcher(sluice);
 }
 
 function fmtHost(h: string): string {

@@ -31,17 +31,18 @@ export async function explain(argv: string[], fail: (msg: string, code?: number)
   }
   headers.host ??= 'localhost';
   const req = { method: values.method.toUpperCase(), url: values.path, headers, socket: { remoteAddress: values.ip } };
-  const ctx = new RequestContext(req as unknown as InboundRequest, {} as InboundResponse, 0);
+  const ctx = new RequestContext(req as unknown as InboundRequest, {} as InboundResponse, 0, r.policy.pathNormalization);
   const rt = new Runtime(r.policy, undefined, systemClock);
-  const d = await rt.decide(ctx);
+  // A target the proxy refuses (pathNormalization) never reaches routing.
+  const d = ctx.targetError === undefined ? await rt.decide(ctx) : undefined;
   const out = {
-    request: { method: ctx.method, path: values.path, host: ctx.host, clientIp: ctx.clientIp || values.ip },
+    request: { method: ctx.method, path: values.path, normalizedPath: ctx.path, host: ctx.host, clientIp: ctx.clientIp || values.ip },
     route: ctx.route?.name ?? null,
     upstream: ctx.route?.upstream.name ?? null,
     targets: ctx.route?.upstream.targets.map((t) => t.url) ?? [],
     class: d?.klass.name ?? null,
     priority: d?.klass.priority ?? null,
-    rule: d ? d.rule : 'no route matched: the request would get 404',
+    rule: d ? d.rule : ctx.targetError !== undefined ? `refused with 400: ${ctx.targetError}` : 'no route matched: the request would get 404',
     identity: ctx.claims ? { verified: true, claims: ctx.claims } : rt.identity ? { verified: false } : undefined,
   };
   rt.close();

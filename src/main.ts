@@ -12,6 +12,7 @@ import { createAdminServer } from './admin/server.js';
 import { Pipeline } from './pipeline.js';
 import { silentLogger, type Logger } from './telemetry/log.js';
 import { Telemetry } from './telemetry/index.js';
+import { STORE_CONNECT_WAIT_MS } from './admit/index.js';
 
 export interface SluiceOptions {
   /** Overrides policy listen.port (0: ephemeral). */
@@ -46,7 +47,7 @@ export class Sluice {
     this.policy = policy;
     this.log = opts.log ?? silentLogger;
     const clock = opts.clock ?? systemClock;
-    this.telemetry = new Telemetry({ clock, env: opts.env });
+    this.telemetry = new Telemetry({ clock, env: opts.env, legacyMetricNames: policy.telemetry.legacyMetricNames });
     this.pipeline = new Pipeline(policy, {
       clock,
       log: this.log,
@@ -86,6 +87,8 @@ export class Sluice {
   async start(): Promise<Addresses> {
     const p = this.policy;
     await this.telemetry.startTracing();
+    // failClosed limits in Redis: accept traffic once the store is connected, or after a bounded wait (issue 16.5).
+    await this.pipeline.admission.whenReady(STORE_CONNECT_WAIT_MS);
     const proxy = await this.listener.listen(this.opts.port ?? p.listen.port, p.listen.host);
     const admin = await new Promise<{ host: string; port: number }>((resolve, reject) => {
       this.admin.once('error', reject);
@@ -95,6 +98,11 @@ export class Sluice {
       });
     });
     return { proxy, admin };
+  }
+
+  /** The policy in force (the latest that loaded). */
+  currentPolicy(): Policy {
+    return this.policy;
   }
 
   status(): unknown {

@@ -6,6 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Http2ServerRequest, Http2ServerResponse } from 'node:http2';
 import type { ClassPolicy, RoutePolicy } from '../policy/types.js';
 import type { RequestTrace } from '../telemetry/tracing.js';
+import { normalizeTarget, DEFAULT_PATH_NORMALIZATION, type PathNormalization } from './target.js';
 
 export type InboundRequest = IncomingMessage | Http2ServerRequest;
 export type InboundResponse = ServerResponse | Http2ServerResponse;
@@ -50,8 +51,10 @@ export class RequestContext {
   /** performance.now() at arrival. */
   readonly start: number;
   readonly method: string;
-  /** Path without the query string. */
+  /** Normalised path without the query string (see target.ts); the upstream receives this path. */
   readonly path: string;
+  /** Why the request target was refused (answer 400), or undefined. */
+  readonly targetError: string | undefined;
   /** Host without port, lower case. */
   readonly host: string;
   route: RoutePolicy | undefined;
@@ -79,12 +82,22 @@ export class RequestContext {
     readonly req: InboundRequest,
     readonly res: InboundResponse,
     now: number,
+    norm: PathNormalization = DEFAULT_PATH_NORMALIZATION,
   ) {
     this.start = now;
     this.method = req.method ?? 'GET';
     const url = req.url ?? '/';
-    const q = url.indexOf('?');
-    this.path = q === -1 ? url : url.slice(0, q);
+    const t = normalizeTarget(url, norm);
+    if (t.ok) {
+      this.path = t.path;
+      this.targetError = undefined;
+      // What is forwarded is what was classified (http2-proxy sends req.url).
+      if (t.path.length + t.query.length !== url.length || !url.startsWith(t.path)) req.url = t.path + t.query;
+    } else {
+      const q = url.indexOf('?');
+      this.path = q === -1 ? url : url.slice(0, q);
+      this.targetError = t.reason;
+    }
     this.host = hostOf(req);
     this.peer = peerOf(req);
   }

@@ -1,8 +1,8 @@
 /**
  * Token bucket as GCRA (generic cell rate algorithm): one number per key, the
- * theoretical arrival time (TAT). With emission interval T = per/rate and
+ * theoretical arrival time (TAT, integer µs). With emission interval T = per/rate and
  * tolerance τ = burst·T, a fresh key admits `burst` requests at once and then
- * one every T ms, which is exactly a bucket of `burst` tokens refilled at
+ * one every T, which is exactly a bucket of `burst` tokens refilled at
  * rate/per. The same arithmetic runs in Redis (redis-store.ts) for shared limits.
  *
  * Why not one bottleneck limiter per key: measured 5.2 KB of heap and one
@@ -25,28 +25,67 @@ export interface Take {
   remaining: number;
 }
 
+/**
+ * GCRA parameters in integer microseconds. Every quantity the step compares is
+ * an integer below 2^53, so the arithmetic is exact (no rounding, no epsilon):
+ * a fresh key's first request computes allowAt = now + T − burst·T, which for
+ * burst ≥ 1 is ≤ now exactly. (The floating-point version computed
+ * now + T − T as now + 1 ulp for some now and T and refused it: issue 16.2.)
+ */
 export interface GcraParams {
-  /** Milliseconds per token: per / rate. */
-  readonly intervalMs: number;
-  /** Tokens the bucket holds. */
+  /** Emission interval T: microseconds per token, an integer ≥ 1 (per/rate rounded up, see gcraParams). */
+  readonly intervalUs: number;
+  /** Tokens the bucket holds (integer ≥ 1). */
   readonly burst: number;
+  /** burst · intervalUs. */
+  readonly toleranceUs: number;
 }
 
-/** Pure GCRA step shared by the local store and the tests. Returns the new TAT, or undefined when rejected. */
-export function gcraStep(tat: number, now: number, p: GcraParams, maxWaitMs: number, out: Take): number | undefined {
-  const base = tat > now ? tat : now;
-  const next = base + p.intervalMs;
-  const allowAt = next - p.burst * p.intervalMs;
-  if (allowAt <= now) {
+/** Largest tolerance (burst · per/rate) the integer arithmetic allows: 2^51 µs, about 71 years. */
+export const MAX_TOLERANCE_US = 2 ** 51;
+
+/**
+ * Parameters of a limit of `rate` requests per `perMs` with `burst`. T = per/rate
+ * in µs, rounded up to a whole µs unless it is within 1e-6 µs of one: the
+ * admitted rate is never above the configured one, and below it by less than
+ * 1 µs per interval (relative error < 1e-6 for intervals ≥ 1 s, < 1e-3 at 1 ms).
+ * Throws RangeError when burst · T exceeds MAX_TOLERANCE_US (the policy compiler checks first).
+ */
+export function gcraParams(rate: number, perMs: number, burst: number): GcraParams {
+  const exact = (perMs * 1000) / rate;
+  const near = Math.round(exact);
+  const intervalUs = Math.max(1, Math.abs(exact - near) < 1e-6 ? near : Math.ceil(exact));
+  const toleranceUs = intervalUs * burst;
+  if (!Number.isInteger(burst) || burst < 1 || toleranceUs > MAX_TOLERANCE_US) {
+    throw new RangeError(`rate limit out of range: burst ${burst} × ${intervalUs} µs per token`);
+  }
+  return Object.freeze({ intervalUs, burst, toleranceUs });
+}
+
+/** Integer microseconds of a clock reading in ms. */
+export function toUs(ms: number): number {
+  return Math.floor(ms * 1000);
+}
+
+/**
+ * Pure GCRA step shared by the local store and the tests; the Lua script of
+ * redis-store.ts is the same step. All times integer µs; returns the new TAT,
+ * or undefined when rejected. `maxWaitUs` > 0 reserves a future token.
+ */
+export function gcraStep(tat: number, nowUs: number, p: GcraParams, maxWaitUs: number, out: Take): number | undefined {
+  const base = tat > nowUs ? tat : nowUs;
+  const next = base + p.intervalUs;
+  const allowAt = next - p.toleranceUs;
+  if (allowAt <= nowUs) {
     out.waitMs = 0;
     out.rejected = false;
-    out.remaining = Math.floor((now - allowAt) / p.intervalMs + 1e-9);
+    out.remaining = Math.floor((nowUs - allowAt) / p.intervalUs);
     return next;
   }
-  const wait = allowAt - now;
-  out.waitMs = wait;
+  const wait = allowAt - nowUs;
+  out.waitMs = wait / 1000;
   out.remaining = 0;
-  if (wait <= maxWaitMs) {
+  if (wait <= maxWaitUs) {
     out.rejected = false;
     return next;
   }
@@ -95,10 +134,10 @@ export class KeyedBuckets {
 
   /** Takes one token for `key`; `maxWaitMs` > 0 reserves a future token (onLimit: queue). */
   take(key: string, maxWaitMs: number, out: Take): Take {
-    const now = this.clock.now();
+    const now = toUs(this.clock.now());
     const slot = this.index.get(key);
     const tat = slot === undefined ? now : this.tats[slot]!;
-    const next = gcraStep(tat, now, this.params, maxWaitMs, out);
+    const next = gcraStep(tat, now, this.params, toUs(maxWaitMs), out);
     if (next !== undefined) {
       if (slot !== undefined) this.tats[slot] = next;
       else this.insert(key, next);
@@ -109,7 +148,32 @@ export class KeyedBuckets {
   /** Gives back a token reserved by a request that then went away while waiting. */
   refund(key: string): void {
     const slot = this.index.get(key);
-    if (slot !== undefined) this.tats[slot] = this.tats[slot]! - this.params.intervalMs;
+    if (slot !== undefined) this.tats[slot] = this.tats[slot]! - this.params.intervalUs;
+  }
+
+  /**
+   * Copies the fill level of every limited key of `old` (a bucket under other
+   * parameters) into this one: a key with fraction f of its allowance left
+   * keeps fraction f of the new burst (issue 16.4). Reservations beyond an
+   * empty bucket count as empty. Keys whose bucket is full are not copied (absent = full).
+   */
+  carryOver(old: KeyedBuckets): number {
+    const now = toUs(this.clock.now());
+    let n = 0;
+    for (const [key, slot] of old.index) {
+      const debt = old.tats[slot]! - now;
+      if (debt <= 0) continue;
+      const used = Math.min(1, debt / old.params.toleranceUs);
+      this.insert(key, now + Math.ceil(used * this.params.toleranceUs));
+      n++;
+    }
+    return n;
+  }
+
+  /** TAT of a key in µs (undefined: absent, a full bucket). For tests and status. */
+  tatOf(key: string): number | undefined {
+    const slot = this.index.get(key);
+    return slot === undefined ? undefined : this.tats[slot];
   }
 
   private insert(key: string, tat: number): void {
@@ -117,7 +181,7 @@ export class KeyedBuckets {
       const oldest = this.index.keys().next();
       if (!oldest.done) {
         const s = this.index.get(oldest.value)!;
-        if (this.tats[s]! > this.clock.now()) this.capEvictions++;
+        if (this.tats[s]! > toUs(this.clock.now())) this.capEvictions++;
         this.remove(oldest.value, s);
       }
     }
@@ -143,7 +207,7 @@ export class KeyedBuckets {
   /** Deletes keys whose bucket is full again, a batch per tick, resuming where it stopped. */
   readonly sweep = (): void => {
     this.timer = undefined;
-    const now = this.clock.now();
+    const now = toUs(this.clock.now());
     let n = this.sweepBatch;
     this.sweepIt ??= this.index.entries();
     while (n-- > 0) {

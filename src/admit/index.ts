@@ -1,7 +1,14 @@
 /**
  * The admit stage: per-class rate limits between classification and
- * scheduling. Built from the policy and updated on reload; a class whose
- * limit did not change keeps its buckets (and its debts).
+ * scheduling. Built from the policy and updated on reload (issue 16.4):
+ * - a class whose rate-limit parameters (rate, per, burst, key, ipv6Prefix,
+ *   store) did not change keeps its buckets, whatever else changed;
+ * - a class whose rate, per or burst changed, with the same key, gets new
+ *   buckets carrying each client's fill level over (KeyedBuckets.carryOver:
+ *   a client with 30% of its allowance left has 30% of the new burst);
+ * - a changed key, ipv6Prefix or store starts from full buckets (the old keys
+ *   mean nothing under the new ones). Buckets in Redis are keyed by the
+ *   parameters, so a change there starts from full buckets too.
  */
 import type { Clock } from '../clock.js';
 import type { RequestContext } from '../accept/context.js';
@@ -11,8 +18,9 @@ import { ClassLimiter, ADMIT, type AdmitDecision } from './limiter.js';
 import { RedisStore } from './redis-store.js';
 import type { KeyedBucketsOptions } from './gcra.js';
 
-export { ClassLimiter, type AdmitDecision } from './limiter.js';
-export { KeyedBuckets, gcraStep, type Take, type GcraParams } from './gcra.js';
+export { ClassLimiter, quotaWindow, STORE_CONNECT_WAIT_MS, type AdmitDecision } from './limiter.js';
+export { KeyedBuckets, gcraStep, gcraParams, type Take, type GcraParams } from './gcra.js';
+export { ipKey, canonicalIp } from './keys.js';
 export { RedisStore } from './redis-store.js';
 
 export interface AdmissionOptions {
@@ -37,8 +45,17 @@ export class Admission {
     for (const k of policy.classes) {
       if (!k.rateLimit) continue;
       const old = this.limiters.get(k.name);
-      if (old && old.sameAs(k)) next.set(k.name, old);
-      else next.set(k.name, this.build(k));
+      if (old && old.sameAs(k)) {
+        old.retarget(k);
+        next.set(k.name, old);
+        continue;
+      }
+      const l = this.build(k);
+      if (old && old.sameKeys(k)) {
+        const n = l.local.carryOver(old.local);
+        if (n > 0) this.opts.log.info({ class: k.name, keys: n }, 'rate limit changed: clients keep their share of the allowance');
+      }
+      next.set(k.name, l);
     }
     for (const [name, l] of this.limiters) if (next.get(name) !== l) l.close();
     this.limiters = next;
@@ -65,6 +82,33 @@ export class Admission {
   admit(ctx: RequestContext, klass: ClassPolicy): AdmitDecision | Promise<AdmitDecision> {
     const l = this.limiter(klass);
     return l ? l.admit(ctx) : ADMIT;
+  }
+
+  /**
+   * Readiness of the stage (for /readyz): true when every class whose limit is
+   * failClosed in Redis has its store connected (once since it was configured).
+   * Classes that fall back to local limits never hold readiness back.
+   */
+  isReady(): boolean {
+    for (const l of this.limiters.values()) if (l.store && l.policy.store?.failClosed && !l.store.everConnected) return false;
+    return true;
+  }
+
+  /** Resolves when `isReady()` (never rejects; may stay pending while Redis is unreachable). */
+  get ready(): Promise<void> {
+    const waits: Promise<void>[] = [];
+    for (const l of this.limiters.values()) if (l.store && l.policy.store?.failClosed && !l.store.everConnected) waits.push(l.store.ready);
+    return Promise.all(waits).then(() => undefined);
+  }
+
+  /** `ready`, or false after `ms` (on the injected clock). */
+  async whenReady(ms: number): Promise<boolean> {
+    if (this.isReady()) return true;
+    let timer: { cancel(): void } | undefined;
+    const timedOut = new Promise<false>((r) => (timer = this.opts.clock.setTimer(() => r(false), ms)));
+    const ok = await Promise.race([this.ready.then(() => true as const), timedOut]);
+    timer?.cancel();
+    return ok;
   }
 
   close(): void {

@@ -7,9 +7,10 @@ import { ProxyError } from '../errors.js';
 import type { Clock } from '../clock.js';
 import type { RequestContext } from '../accept/context.js';
 import type { ClassPolicy, RateLimitPolicy } from '../policy/types.js';
-import { KeyedBuckets, type GcraParams, type Take, type KeyedBucketsOptions } from './gcra.js';
+import { KeyedBuckets, gcraParams, type GcraParams, type Take, type KeyedBucketsOptions } from './gcra.js';
 import type { RedisStore } from './redis-store.js';
 import { factsOf } from '../classify/facts.js';
+import { ipKey } from './keys.js';
 
 export type AdmitDecision =
   | { readonly kind: 'admit' }
@@ -22,8 +23,8 @@ export const ADMIT: AdmitDecision = Object.freeze({ kind: 'admit' });
 /** Key of a request under `rateLimit.key`; requests lacking the header/cookie/claim share the bucket '-'. */
 export type KeyOf = (ctx: RequestContext) => string;
 
-export function keyFunction(key: RateLimitPolicy['key'], className: string): KeyOf {
-  if (key === 'ip') return (ctx) => ctx.clientIp || ctx.peer || '-';
+export function keyFunction(key: RateLimitPolicy['key'], className: string, ipv6Prefix = 64): KeyOf {
+  if (key === 'ip') return (ctx) => ipKey(ctx.clientIp || ctx.peer, ipv6Prefix);
   if (key === 'class') return () => className;
   const colon = key.indexOf(':');
   const kind = key.slice(0, colon);
@@ -38,10 +39,32 @@ export function keyFunction(key: RateLimitPolicy['key'], className: string): Key
   return (ctx) => factsOf(ctx).claim(name) ?? '-';
 }
 
+/**
+ * Quota and window (whole seconds) of a rate, exactly: q/w = rate/per. The
+ * smallest window that makes the quota a whole number is chosen (0.5/s →
+ * q=1;w=2, 2.5/s → q=5;w=2, 100/min → q=5;w=3, 1/h → q=1;w=3600). A rate with
+ * no such window up to 10^6 s (e.g. 1/7 per ms... or an irrational-looking
+ * decimal) gets the window of `per` (at least 1 s) and the quota rounded down:
+ * a client pacing by it never exceeds the limit (issue 16.6).
+ */
+export function quotaWindow(rate: number, perMs: number): { q: number; w: number } {
+  const perSecond = (rate * 1000) / perMs;
+  for (let w = 1; w <= 1_000_000; w++) {
+    const q = perSecond * w;
+    const r = Math.round(q);
+    if (r >= 1 && Math.abs(q - r) <= 1e-9 * q) return { q: r, w };
+  }
+  const w = Math.max(1, Math.round(perMs / 1000));
+  return { q: Math.max(1, Math.floor(perSecond * w)), w: Math.max(w, Math.ceil(1 / perSecond)) };
+}
+
 /** Structured-field string (RFC 8941 sf-string) of a class name. */
 function sfString(s: string): string {
   return `"${s.replace(/["\\]/g, '\\$&')}"`;
 }
+
+/** Longest a request of a failClosed class is held while its Redis store makes its first connection. */
+export const STORE_CONNECT_WAIT_MS = 5000;
 
 export class ClassLimiter {
   readonly params: GcraParams;
@@ -50,52 +73,78 @@ export class ClassLimiter {
   /** `RateLimit-Policy` value, computed once (draft-ietf-httpapi-ratelimit-headers-10 syntax). */
   readonly policyHeader: string;
   private readonly sfName: string;
-  private readonly maxWaitMs: number;
+  private maxWaitMs: number;
   private readonly redisPrefix: string;
   private readonly out: Take = { waitMs: 0, rejected: false, remaining: 0 };
 
   constructor(
-    readonly klass: ClassPolicy,
+    /** The class as of the latest policy (replaced by `retarget` on reload). */
+    public klass: ClassPolicy,
     readonly policy: RateLimitPolicy,
-    clock: Clock,
+    private readonly clock: Clock,
     readonly store: RedisStore | undefined,
     bucketOpts: KeyedBucketsOptions = {},
   ) {
-    this.params = Object.freeze({ intervalMs: policy.perMs / policy.rate, burst: policy.burst });
+    this.params = gcraParams(policy.rate, policy.perMs, policy.burst);
     this.local = new KeyedBuckets(this.params, clock, bucketOpts);
-    this.keyOf = keyFunction(policy.key, klass.name);
+    this.keyOf = keyFunction(policy.key, klass.name, policy.ipv6Prefix);
     this.maxWaitMs = policy.onLimit === 'queue' ? klass.queue.timeoutMs : 0;
     this.sfName = sfString(klass.name);
-    // The draft's window is whole seconds: scale the quota to a window of at least 1 s.
-    const w = Math.max(1, Math.round(policy.perMs / 1000));
-    const q = Math.max(1, Math.round((policy.rate * w * 1000) / policy.perMs));
+    const { q, w } = quotaWindow(policy.rate, policy.perMs);
     this.policyHeader = `${this.sfName};q=${q};w=${w};burst=${policy.burst}`;
-    this.redisPrefix = `sluice:rl:{${klass.name}}:${policy.rate}/${policy.perMs}/${policy.burst}:`;
+    // "rl2": TATs in integer µs (0.1 stored fractional ms under "rl"; the two must not meet in a rolling upgrade).
+    this.redisPrefix = `sluice:rl2:{${klass.name}}:${policy.rate}/${policy.perMs}/${policy.burst}:`;
   }
 
-  /** Whether this limiter can be kept across a reload to `next` (same limit, same store). */
+  /**
+   * Whether this limiter's buckets stay valid under `klass` of a new policy:
+   * same rate, period, burst, key, IPv6 prefix and store. Anything else about
+   * the class (queue timeout, priority, match, ...) may change: `retarget` takes it.
+   */
   sameAs(klass: ClassPolicy): boolean {
     const p = klass.rateLimit;
     const q = this.policy;
     return (
       p !== undefined &&
+      klass.name === this.klass.name &&
       p.rate === q.rate &&
       p.perMs === q.perMs &&
       p.burst === q.burst &&
-      p.key === q.key &&
-      p.onLimit === q.onLimit &&
+      this.sameKeys(klass) &&
       p.store?.redis === q.store?.redis &&
-      p.store?.failClosed === q.store?.failClosed &&
-      klass.queue.timeoutMs === this.klass.queue.timeoutMs &&
-      klass.name === this.klass.name
+      p.store?.failClosed === q.store?.failClosed
     );
+  }
+
+  /** Whether requests get the same keys under `klass` (so buckets can be carried over). */
+  sameKeys(klass: ClassPolicy): boolean {
+    const p = klass.rateLimit;
+    return p !== undefined && klass.name === this.klass.name && p.key === this.policy.key && p.ipv6Prefix === this.policy.ipv6Prefix;
+  }
+
+  /** Takes the new policy's class (queue timeout, onLimit) while keeping the buckets. */
+  retarget(klass: ClassPolicy): void {
+    this.klass = klass;
+    this.maxWaitMs = klass.rateLimit?.onLimit === 'queue' ? klass.queue.timeoutMs : 0;
   }
 
   admit(ctx: RequestContext): AdmitDecision | Promise<AdmitDecision> {
     const key = this.keyOf(ctx);
     if (this.store && this.store.connected) return this.admitShared(key);
-    if (this.store && this.policy.store?.failClosed) return this.storeDown();
+    if (this.store && this.policy.store?.failClosed) {
+      // Just started (or just configured): hold the request until the first connection, within a bound.
+      if (!this.store.everConnected) return this.admitWhenConnected(key);
+      return this.storeDown();
+    }
     return this.decide(key, this.local.take(key, this.maxWaitMs, this.out), true);
+  }
+
+  private async admitWhenConnected(key: string): Promise<AdmitDecision> {
+    const ms = Math.min(STORE_CONNECT_WAIT_MS, Math.max(this.klass.queue.timeoutMs, 1));
+    let timer: { cancel(): void } | undefined;
+    await Promise.race([this.store!.ready, new Promise<void>((r) => (timer = this.clock.setTimer(r, ms)))]);
+    timer?.cancel();
+    return this.store!.connected ? this.admitShared(key) : this.storeDown();
   }
 
   private async admitShared(key: string): Promise<AdmitDecision> {
@@ -142,12 +191,13 @@ export class ClassLimiter {
   }
 
   /**
-   * A delayed request left (or was refused at shutdown) before its turn: give its
-   * reserved token back, to the bucket it came from (Redis when `shared`).
+   * A delayed request left before its turn: give its reserved token back, to
+   * the bucket it came from (Redis when `shared`; a local key of '' is a no-op).
    */
   refund(key: string, shared = false): void {
-    if (!shared) this.local.refund(key);
-    else if (this.store?.connected) void this.store.refund(this.redisPrefix + key, this.params).catch(() => {});
+    if (!shared) {
+      if (key !== '') this.local.refund(key);
+    } else if (this.store?.connected) void this.store.refund(this.redisPrefix + key, this.params).catch(() => {});
   }
 
   close(): void {

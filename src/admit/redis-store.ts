@@ -16,46 +16,49 @@
  */
 import type { Redis } from 'ioredis';
 import type { Logger } from '../telemetry/log.js';
-import type { GcraParams, Take } from './gcra.js';
+import { toUs, type GcraParams, type Take } from './gcra.js';
 
-// KEYS[1]: bucket key. ARGV: interval ms, burst, max wait ms.
-// Returns { admitted (1/0), wait ms (string, fractional), remaining }.
+// KEYS[1]: bucket key. ARGV: interval µs, tolerance µs (burst × interval), max wait µs;
+// all integers. The TAT is stored as an integer µs string ('%.0f': tostring
+// would print 16-digit numbers as 1.7e+15 and lose them). Integers below 2^53
+// are exact in Lua's doubles, so this is the exact arithmetic of gcra.ts.
+// Returns { admitted (1/0), wait µs (string), remaining }.
 const SCRIPT = `
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local interval = tonumber(ARGV[1])
-local burst = tonumber(ARGV[2])
+local tolerance = tonumber(ARGV[2])
 local maxWait = tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
 local nxt = tat + interval
-local allowAt = nxt - burst * interval
+local allowAt = nxt - tolerance
 if allowAt <= now then
-  redis.call('SET', KEYS[1], tostring(nxt), 'PX', math.ceil(nxt - now) + 1000)
-  return {1, '0', math.floor((now - allowAt) / interval + 1e-9)}
+  redis.call('SET', KEYS[1], string.format('%.0f', nxt), 'PX', math.ceil((nxt - now) / 1000) + 1000)
+  return {1, '0', math.floor((now - allowAt) / interval)}
 end
 local wait = allowAt - now
 if wait <= maxWait then
-  redis.call('SET', KEYS[1], tostring(nxt), 'PX', math.ceil(nxt - now) + 1000)
-  return {1, tostring(wait), 0}
+  redis.call('SET', KEYS[1], string.format('%.0f', nxt), 'PX', math.ceil((nxt - now) / 1000) + 1000)
+  return {1, string.format('%.0f', wait), 0}
 end
-return {0, tostring(wait), 0}
+return {0, string.format('%.0f', wait), 0}
 `;
 
-// KEYS[1]: bucket key. ARGV: interval ms. Gives back one reserved token (onLimit: queue, the
-// client left): the TAT moves back one interval, never below now.
+// KEYS[1]: bucket key. ARGV: interval µs. Gives back one reserved token (onLimit: queue,
+// the client left): the TAT moves back one interval, never below now. Integer µs, as SCRIPT.
 const REFUND = `
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 local back = tat - tonumber(ARGV[1])
 if back <= now then redis.call('DEL', KEYS[1]) return 0 end
-redis.call('SET', KEYS[1], tostring(back), 'PX', math.ceil(back - now) + 1000)
+redis.call('SET', KEYS[1], string.format('%.0f', back), 'PX', math.ceil((back - now) / 1000) + 1000)
 return 1
 `;
 
-type GcraCommand = (key: string, interval: string, burst: string, maxWait: string) => Promise<[number, string, number]>;
-type RedisWithGcra = Redis & { sluiceGcra: GcraCommand; sluiceRefund(key: string, interval: string): Promise<number> };
+type GcraCommand = (key: string, intervalUs: string, toleranceUs: string, maxWaitUs: string) => Promise<[number, string, number]>;
+type RedisWithGcra = Redis & { sluiceGcra: GcraCommand; sluiceRefund(key: string, intervalUs: string): Promise<number> };
 
 /** One connection per Redis URL, shared by every class that names it. */
 export class RedisStore {
@@ -68,6 +71,9 @@ export class RedisStore {
   /** Commands that failed on a live connection (timeouts); those requests used local limits. */
   failedCommands = 0;
   private refs = 0;
+  private resolveReady!: () => void;
+  /** Resolves when the connection is first ready (never rejects; it may never resolve). */
+  readonly ready = new Promise<void>((r) => (this.resolveReady = r));
 
   constructor(
     readonly url: string,
@@ -87,6 +93,7 @@ export class RedisStore {
       client.defineCommand('sluiceGcra', { numberOfKeys: 1, lua: SCRIPT });
       client.defineCommand('sluiceRefund', { numberOfKeys: 1, lua: REFUND });
       client.on('ready', () => {
+        this.resolveReady();
         if (!this.seen) {
           this.seen = true;
           this.log.info({ redis: redact(url) }, 'rate-limit store connected');
@@ -99,6 +106,11 @@ export class RedisStore {
       client.on('close', () => this.down(undefined));
       this.client = client as RedisWithGcra;
     });
+  }
+
+  /** Whether the connection was ready at least once since this store was made. */
+  get everConnected(): boolean {
+    return this.seen;
   }
 
   get connected(): boolean {
@@ -122,9 +134,9 @@ export class RedisStore {
 
   async take(key: string, p: GcraParams, maxWaitMs: number, out: Take): Promise<Take> {
     if (!this.client) throw new Error('rate-limit store not connected yet');
-    const [ok, wait, remaining] = await this.client.sluiceGcra(key, String(p.intervalMs), String(p.burst), String(maxWaitMs));
+    const [ok, wait, remaining] = await this.client.sluiceGcra(key, String(p.intervalUs), String(p.toleranceUs), String(toUs(maxWaitMs)));
     out.rejected = ok !== 1;
-    out.waitMs = Number(wait);
+    out.waitMs = Number(wait) / 1000;
     out.remaining = remaining;
     return out;
   }
@@ -132,7 +144,7 @@ export class RedisStore {
   /** Gives one reserved token of `key` back (see REFUND). */
   async refund(key: string, p: GcraParams): Promise<void> {
     if (!this.client) return;
-    await this.client.sluiceRefund(key, String(p.intervalMs));
+    await this.client.sluiceRefund(key, String(p.intervalUs));
   }
 
   get inUse(): boolean {

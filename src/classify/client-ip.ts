@@ -6,6 +6,7 @@
 import proxyaddr from 'proxy-addr';
 import type { IncomingMessage } from 'node:http';
 import { unmapIPv4, type InboundRequest } from '../accept/context.js';
+import { canonicalIp } from '../admit/keys.js';
 
 export class ClientIp {
   private readonly trust: (addr: string, i: number) => boolean;
@@ -17,9 +18,10 @@ export class ClientIp {
   }
 
   of(req: InboundRequest, peer: string): string {
-    if (!this.any || req.headers['x-forwarded-for'] === undefined || !this.trust(peer, 0)) return peer;
-    const view = { headers: req.headers, connection: { remoteAddress: peer }, socket: { remoteAddress: peer } };
-    return unmapIPv4(proxyaddr(view as unknown as IncomingMessage, this.trust));
+    const xff = req.headers['x-forwarded-for'];
+    if (!this.any || xff === undefined || !this.trust(peer, 0)) return peer;
+    const view = { headers: { 'x-forwarded-for': stripPorts(xff) }, connection: { remoteAddress: peer }, socket: { remoteAddress: peer } };
+    return canonicalIp(unmapIPv4(proxyaddr(view as unknown as IncomingMessage, this.trust)));
   }
 
   peerTrusted(peer: string): boolean {
@@ -27,3 +29,26 @@ export class ClientIp {
   }
 }
 
+
+/**
+ * X-Forwarded-For entries with a port, as some front doors write them
+ * (Azure: `203.0.113.7:51234`, `[2001:db8::7]:443`), reduced to the address,
+ * so that neither classification nor rate-limit keys see the port (issue 16.3).
+ * A bare IPv6 address (several colons, no brackets) is left alone.
+ */
+export function stripPorts(xff: string | string[]): string {
+  const list = Array.isArray(xff) ? xff.join(',') : xff;
+  if (!list.includes(':') && !list.includes('[')) return list;
+  return list
+    .split(',')
+    .map((e) => {
+      const v = e.trim();
+      if (v.startsWith('[')) {
+        const end = v.indexOf(']');
+        return end === -1 ? v : v.slice(1, end);
+      }
+      const colon = v.indexOf(':');
+      return colon !== -1 && colon === v.lastIndexOf(':') ? v.slice(0, colon) : v;
+    })
+    .join(', ');
+}

@@ -116,6 +116,11 @@ export class Exchange implements Job, Watcher {
       this.settle('rejected', new ProxyError('URI_TOO_LONG', `request target of ${ctx.req.url!.length} characters exceeds ${maxUrl}`));
       return;
     }
+    if (ctx.targetError !== undefined) {
+      // A path that normalisation refuses (e.g. an encoded slash, when configured so): never routed.
+      this.settle('rejected', new ProxyError('BAD_REQUEST', ctx.targetError));
+      return;
+    }
     const d = await rt.decide(ctx);
     if (this.ended) return;
     if (this.clientClosed) {

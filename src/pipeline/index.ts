@@ -107,18 +107,20 @@ export class Pipeline {
   }
 
   readonly handle = (req: InboundRequest, res: InboundResponse): void => {
-    const ctx = new RequestContext(req, res, this.clock.now());
+    const rt = this.rt;
+    const ctx = new RequestContext(req, res, this.clock.now(), rt.policy.pathNormalization);
     req.on('error', noop);
     res.on('error', noop);
     if (this.draining && req.httpVersionMajor === 1) res.setHeader('connection', 'close');
-    new Exchange(ctx, this.rt, this).start();
+    new Exchange(ctx, rt, this).start();
   };
 
   /** WebSocket handshakes: the same exchange as any request, forwarded as a tunnel. */
   readonly upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     socket.on('error', noop);
-    const ctx = new RequestContext(req, socket as unknown as InboundResponse, this.clock.now());
-    new Exchange(ctx, this.rt, this, { socket, head }).start();
+    const rt = this.rt;
+    const ctx = new RequestContext(req, socket as unknown as InboundResponse, this.clock.now(), rt.policy.pathNormalization);
+    new Exchange(ctx, rt, this, { socket, head }).start();
   };
 
   /** Telemetry and the request log line; called by Exchange.settle, once per request. */

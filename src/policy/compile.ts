@@ -7,7 +7,7 @@ import type { ClassPolicy, Policy, RoutePolicy, UpstreamPolicy, RateLimitPolicy,
 import { isValidAuthority } from '../accept/host.js';
 import { parseCidr, parseDuration, parseRate, parseSize, type Cidr } from './units.js';
 import type { PolicyIssue, Positions, LoadResult } from './load.js';
-import { referencedPath } from './files.js';
+import { referencedPath, referencedPaths } from './files.js';
 
 type Path = (string | number)[];
 
@@ -154,12 +154,17 @@ function checkClassMatch(m: RawClassMatch | undefined, c: Checker, p: Path): voi
 
 function compileRateLimit(r: RawClass['rateLimit'], c: Checker, p: Path): RateLimitPolicy | undefined {
   if (!r) return undefined;
+  const perMs = c.duration(r.per, '1s', [...p, 'per']);
+  const burst = r.burst ?? Math.max(1, Math.ceil(r.rate));
+  // The GCRA runs in integer µs below 2^53 (src/admit/gcra.ts): burst × per/rate must stay under 2^51 µs (~71 years).
+  if ((burst * perMs * 1000) / r.rate > 2 ** 51) c.fail(p, `burst × per / rate is ${Math.round((burst * perMs) / r.rate / 86_400_000)} days; at most about 71 years`);
   return Object.freeze({
     rate: r.rate,
-    perMs: c.duration(r.per, '1s', [...p, 'per']),
-    burst: r.burst ?? Math.max(1, Math.ceil(r.rate)),
+    perMs,
+    burst,
     key: r.key ?? 'ip',
     onLimit: r.onLimit ?? 'reject',
+    ipv6Prefix: r.ipv6Prefix ?? 64,
     ...(r.store ? { store: Object.freeze({ redis: r.store.redis, failClosed: r.store.failClosed ?? false }) } : {}),
   });
 }
@@ -332,6 +337,12 @@ export function compilePolicy(raw: RawPolicy, file: string, pos: Positions, file
     trustedHeaders: Object.freeze((raw.trustedHeaders ?? []).map((h) => h.toLowerCase())),
     trustedProxies: Object.freeze(trustedProxies),
     ...(identity ? { identity } : {}),
+    pathNormalization: Object.freeze({
+      mergeSlashes: raw.pathNormalization?.mergeSlashes ?? true,
+      escapedSlashes: raw.pathNormalization?.escapedSlashes ?? 'reject',
+    }),
+    telemetry: Object.freeze({ legacyMetricNames: raw.telemetry?.legacyMetricNames ?? false }),
+    files: Object.freeze(referencedPaths(raw, file)),
     limits: Object.freeze({
       maxConcurrent: raw.limits?.maxConcurrent ?? Infinity,
       maxQueued: raw.limits?.maxQueued ?? DEFAULTS.maxQueued,

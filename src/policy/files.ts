@@ -4,3 +4,19 @@ import { dirname, resolve } from 'node:path';
 export function referencedPath(policyFile: string, ref: string): string {
   return resolve(dirname(policyFile), ref);
 }
+
+/**
+ * Every file a policy (raw, as parsed from YAML) refers to, as absolute paths:
+ * the one list that loading reads and `--watch` watches. A key that names a
+ * file (TLS cert/key/ca, ...) is added here and nowhere else.
+ * Accepts any value: a policy that fails validation still yields what it names.
+ */
+export function referencedPaths(raw: unknown, policyFile: string): string[] {
+  const r = raw as { identity?: { jwt?: { secretFile?: unknown; jwksFile?: unknown } }; admin?: { tokenFile?: unknown } } | null | undefined;
+  const jwt = r?.identity?.jwt;
+  const out: string[] = [];
+  for (const ref of [jwt?.secretFile, jwt?.jwksFile, r?.admin?.tokenFile]) {
+    if (typeof ref === 'string') out.push(referencedPath(policyFile, ref));
+  }
+  return [...new Set(out)];
+}

@@ -3,7 +3,7 @@
  * typed `Policy`. Every problem carries FILE:LINE:COL and the key path.
  */
 import { readFile } from 'node:fs/promises';
-import { referencedPath } from './files.js';
+import { referencedPaths } from './files.js';
 import { LineCounter, parseDocument, isMap, isPair, isScalar, type Document, type Node } from 'yaml';
 import { validateSchema } from './validate.js';
 import { compilePolicy } from './compile.js';
@@ -119,11 +119,7 @@ async function referencedFiles(text: string, file: string): Promise<Map<string, 
   } catch {
     return out;
   }
-  const r = raw as { identity?: { jwt?: { secretFile?: unknown; jwksFile?: unknown } }; admin?: { tokenFile?: unknown } } | null;
-  const jwt = r?.identity?.jwt;
-  for (const ref of [jwt?.secretFile, jwt?.jwksFile, r?.admin?.tokenFile]) {
-    if (typeof ref !== 'string') continue;
-    const path = referencedPath(file, ref);
+  for (const path of referencedPaths(raw, file)) {
     try {
       out.set(path, await readFile(path, 'utf8'));
     } catch {

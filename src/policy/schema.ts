@@ -157,6 +157,11 @@ export const RateLimit = Strict({
   store: Type.Optional(Strict({ redis: Type.String({ pattern: '^rediss?://' }), failClosed: Type.Optional(Type.Boolean()) }, {
     description: 'Share the limit between instances through Redis.',
   })),
+  ipv6Prefix: Type.Optional(Type.Integer({
+    minimum: 1,
+    maximum: 128,
+    description: 'key: ip: IPv6 clients sharing this many leading bits share a bucket (a host rotating addresses inside its /64 gets one bucket). Default 64.',
+  })),
 });
 
 export const Bandwidth = Strict({
@@ -205,6 +210,26 @@ export const Identity = Strict(
   { description: 'Verified identity: a JWT checked before classification; its claims feed jwtClaims.' },
 );
 
+export const PathNormalization = Strict(
+  {
+    mergeSlashes: Type.Optional(Type.Boolean({ description: 'Merge runs of slashes ("//" → "/") before matching and forwarding. Default true.' })),
+    escapedSlashes: Type.Optional(Type.Union([Type.Literal('reject'), Type.Literal('keep'), Type.Literal('unescape')], {
+      description: '%2F, %5C and a literal backslash in the path: reject (400, default), keep (data, forwarded encoded) or unescape (a path separator).',
+      errorMessage: 'reject, keep or unescape',
+    })),
+  },
+  { description: 'How request paths are normalised (RFC 3986 §6.2.2, §5.2.4) before routing, classification and forwarding; the upstream receives the normalised path.' },
+);
+
+export const TelemetrySettings = Strict(
+  {
+    legacyMetricNames: Type.Optional(Type.Boolean({
+      description: 'Also export the metric names of 0.1 (sluice_queue_wait, sluice_request_duration in ms, sluice_shaped_total) next to the unit-suffixed ones. Default false; removed in the next release.',
+    })),
+  },
+  { description: 'Telemetry settings read at start-up.' },
+);
+
 export const PolicySchema = Strict(
   {
     $schema: Type.Optional(Type.String()),
@@ -221,6 +246,8 @@ export const PolicySchema = Strict(
       }),
     ),
     identity: Type.Optional(Identity),
+    pathNormalization: Type.Optional(PathNormalization),
+    telemetry: Type.Optional(TelemetrySettings),
     limits: Type.Optional(
       Strict(
         {
@@ -293,3 +320,4 @@ export type RawValueMatcher = Static<typeof ValueMatcher>;
 export type RawRateLimit = Static<typeof RateLimit>;
 export type RawBandwidth = Static<typeof Bandwidth>;
 export type RawIdentity = Static<typeof Identity>;
+export type RawPathNormalization = Static<typeof PathNormalization>;

@@ -3,7 +3,7 @@
  * references resolved to objects, everything frozen. Derived from the raw
  * schema types so a key added to the schema shows up here.
  */
-import type { RawClassMatch, RawRouteMatch, RawRateLimit } from './schema.js';
+import type { RawClassMatch, RawRouteMatch, RawRateLimit, RawPathNormalization } from './schema.js';
 
 export interface Target {
   readonly url: string;
@@ -53,6 +53,14 @@ export interface RateLimitPolicy {
   readonly key: NonNullable<RawRateLimit['key']>;
   readonly onLimit: NonNullable<RawRateLimit['onLimit']>;
   readonly store?: { readonly redis: string; readonly failClosed: boolean };
+  /** key: ip: leading bits of an IPv6 address that make the key (1-128). */
+  readonly ipv6Prefix: number;
+}
+
+/** Request path normalisation (see src/accept/target.ts). */
+export interface PathNormalizationPolicy {
+  readonly mergeSlashes: boolean;
+  readonly escapedSlashes: NonNullable<RawPathNormalization['escapedSlashes']>;
 }
 
 export interface BandwidthPolicy {
@@ -101,6 +109,10 @@ export interface Policy {
   /** CIDRs (validated) of proxies whose X-Forwarded-For is believed. */
   readonly trustedProxies: readonly string[];
   readonly identity?: { readonly jwt: JwtIdentityPolicy };
+  readonly pathNormalization: PathNormalizationPolicy;
+  readonly telemetry: { readonly legacyMetricNames: boolean };
+  /** Absolute paths of every file the policy refers to (secretFile, jwksFile, tokenFile, ...); --watch watches them. */
+  readonly files: readonly string[];
   readonly limits: {
     readonly maxConcurrent: number;
     readonly maxQueued: number;

@@ -49,6 +49,12 @@ class ClassQueue {
   /** Start-time fair queuing tag: virtual time at which this class is next due. */
   vt = 0;
   timer: TimerHandle | undefined;
+  /** When `timer` fires (clock ms). */
+  timerAt = Infinity;
+  /** Deadline of the newest entry. */
+  lastDeadline = 0;
+  /** An entry's deadline is earlier than one ahead of it (a reload shortened queue.timeout): expiry must look past the head. */
+  unordered = false;
   constructor(
     readonly cls: ClassState,
     readonly up: UpstreamQueues,
@@ -280,12 +286,18 @@ export class Scheduler {
       // A class that was idle rejoins at the current virtual time: it cannot bank credit while idle.
       if (level) q.vt = Math.max(q.vt, level.vtime);
     }
+    if (q.live > 0 && e.deadline < q.lastDeadline) q.unordered = true;
+    q.lastDeadline = e.deadline;
     q.items.push(e);
     q.live++;
     cls.queued++;
     this.queued++;
     job.queueEntry = e;
     if (!q.timer) this.armTimer(q, e.deadline - now);
+    else if (e.deadline < q.timerAt) {
+      q.timer.cancel();
+      this.armTimer(q, e.deadline - now);
+    }
   }
 
   /** Evicts the newest waiter of the lowest priority below `priority`. */
@@ -323,11 +335,36 @@ export class Scheduler {
       e.q.items.clear();
       e.q.timer?.cancel();
       e.q.timer = undefined;
+      e.q.unordered = false;
+      e.q.lastDeadline = 0;
     }
   }
 
   private armTimer(q: ClassQueue, ms: number): void {
+    q.timerAt = this.clock.now() + Math.max(0, ms);
     q.timer = this.clock.setTimer(() => this.expire(q), Math.max(0, ms));
+  }
+
+  /**
+   * Expiry past the head, for a queue whose deadlines are out of order: every
+   * live entry past its deadline is rejected (FIFO order of the rest is kept),
+   * and the timer is armed for the earliest deadline left. O(queue length),
+   * only after a reload shortened the class's queue timeout.
+   */
+  private expireUnordered(q: ClassQueue, now: number): void {
+    const due: Entry[] = [];
+    let next = Infinity;
+    for (const e of q.items) {
+      if (e.cancelled) continue;
+      if (e.deadline <= now) due.push(e);
+      else if (e.deadline < next) next = e.deadline;
+    }
+    for (const e of due) {
+      this.unlink(e);
+      const waited = Math.round(now - e.enqueuedAt);
+      this.reject(e.job, e.cls, 'QUEUE_TIMEOUT', 'queue_timeout', `waited ${waited} ms in class '${e.cls.policy.name}' (timeout ${e.deadline - e.enqueuedAt} ms)`);
+    }
+    if (q.live > 0 && next !== Infinity && !q.timer) this.armTimer(q, next - now);
   }
 
   private expire(q: ClassQueue): void {
@@ -339,7 +376,8 @@ export class Scheduler {
         continue;
       }
       if (e.deadline > now) {
-        this.armTimer(q, e.deadline - now);
+        if (q.unordered) this.expireUnordered(q, now);
+        else this.armTimer(q, e.deadline - now);
         return;
       }
       q.items.shift();

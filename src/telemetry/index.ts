@@ -15,7 +15,7 @@ import { Tracing, tracesExporterFromEnv } from './tracing.js';
 
 export { Metrics, recordShapedBytes, type ShapedDirection } from './metrics.js';
 export { Tracing, RequestTrace, tracesExporterFromEnv } from './tracing.js';
-export { INSTRUMENTS } from './instruments.js';
+export { INSTRUMENTS, LEGACY_INSTRUMENTS } from './instruments.js';
 
 export interface TelemetryOptions {
   clock: Clock;
@@ -23,6 +23,8 @@ export interface TelemetryOptions {
   env?: NodeJS.ProcessEnv;
   /** Reported as `service.version` on spans. Default: none. */
   version?: string;
+  /** Also export the 0.1 metric names (policy telemetry.legacyMetricNames). Default false. */
+  legacyMetricNames?: boolean;
 }
 
 export class Telemetry {
@@ -44,7 +46,7 @@ export class Telemetry {
     this.env = opts.env ?? process.env;
     this.clock = opts.clock;
     this.version = opts.version;
-    this.metrics = new Metrics({ serviceName: this.env.OTEL_SERVICE_NAME || 'sluice' });
+    this.metrics = new Metrics({ serviceName: this.env.OTEL_SERVICE_NAME || 'sluice', legacyNames: opts.legacyMetricNames ?? false });
     this.metrics.activate();
     this.forwardHooks = tracesExporterFromEnv(this.env) ? { onUpstreamHeaders: this.onUpstreamHeaders } : {};
   }

@@ -1,9 +1,16 @@
 /**
  * Every metric sluice exports, declared in one list (the Envoy way: a stage's
- * statistics are a table, not calls scattered through the code). Names follow
- * OpenTelemetry conventions; the Prometheus exporter turns `sluice.requests`
- * with unit `{request}` into `sluice_requests_total`, `ms` histograms into
- * `*_milliseconds_bucket` and so on. docs/metrics.md lists the exported names.
+ * statistics are a table, not calls scattered through the code).
+ *
+ * Names and units follow the Prometheus naming conventions and the OpenTelemetry
+ * Prometheus compatibility rules (issue 16.7): base units (seconds, bytes),
+ * the unit as a name suffix (`_seconds`, `_bytes`) and `_total` on counters.
+ * The exporter used here turns dots into underscores and adds `_total` but does
+ * not add unit suffixes, so the suffix is part of the instrument name:
+ * `sluice.queue.wait.seconds` → `sluice_queue_wait_seconds`. The names of 0.1
+ * (`LEGACY_INSTRUMENTS`, ms histograms without a unit suffix) are exported too
+ * while `telemetry.legacyMetricNames: true`, for one release.
+ * docs/metrics.md lists the exported names.
  */
 
 /** Attribute keys used on metrics and spans. */
@@ -18,6 +25,9 @@ export const ATTR = {
 export const QUEUE_WAIT_BUCKETS_MS: readonly number[] = [0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000];
 /** Total latency: from sub-millisecond rejections to long, shaped downloads. */
 export const LATENCY_BUCKETS_MS: readonly number[] = [1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 120000];
+/** The same bounds in seconds (the unit of the exported histograms). */
+export const QUEUE_WAIT_BUCKETS_S: readonly number[] = QUEUE_WAIT_BUCKETS_MS.map((b) => b / 1000);
+export const LATENCY_BUCKETS_S: readonly number[] = LATENCY_BUCKETS_MS.map((b) => b / 1000);
 
 interface Spec {
   readonly name: string;
@@ -49,23 +59,23 @@ export const INSTRUMENTS = {
   },
   queueWait: {
     kind: 'histogram',
-    name: 'sluice.queue.wait',
-    unit: 'ms',
+    name: 'sluice.queue.wait.seconds',
+    unit: 's',
     description: 'Time requests spent queued before a slot was granted (or they were rejected), by class.',
     attributes: [ATTR.class],
-    buckets: QUEUE_WAIT_BUCKETS_MS,
+    buckets: QUEUE_WAIT_BUCKETS_S,
   },
   duration: {
     kind: 'histogram',
-    name: 'sluice.request.duration',
-    unit: 'ms',
+    name: 'sluice.request.duration.seconds',
+    unit: 's',
     description: 'Total time from arrival to the end of the response, by class and outcome.',
     attributes: [ATTR.class, ATTR.outcome],
-    buckets: LATENCY_BUCKETS_MS,
+    buckets: LATENCY_BUCKETS_S,
   },
   shapedBytes: {
     kind: 'counter',
-    name: 'sluice.shaped',
+    name: 'sluice.shaped.bytes',
     unit: 'By',
     description: 'Bytes passed through the bandwidth shaper, by class and direction (download, upload).',
     attributes: [ATTR.class, ATTR.direction],
@@ -108,3 +118,13 @@ export const INSTRUMENTS = {
 } as const satisfies Record<string, InstrumentSpec>;
 
 export type InstrumentName = keyof typeof INSTRUMENTS;
+
+/**
+ * The 0.1 names, exported as well while `telemetry.legacyMetricNames: true`
+ * (one release; see changes/limits.md for the migration).
+ */
+export const LEGACY_INSTRUMENTS = {
+  queueWait: { ...INSTRUMENTS.queueWait, name: 'sluice.queue.wait', unit: 'ms', buckets: QUEUE_WAIT_BUCKETS_MS },
+  duration: { ...INSTRUMENTS.duration, name: 'sluice.request.duration', unit: 'ms', buckets: LATENCY_BUCKETS_MS },
+  shapedBytes: { ...INSTRUMENTS.shapedBytes, name: 'sluice.shaped' },
+} as const satisfies Record<string, InstrumentSpec>;

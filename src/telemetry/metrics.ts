@@ -13,7 +13,7 @@ import { resourceFromAttributes } from '@opentelemetry/resources';
 import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
 import type { RequestContext, Outcome } from '../accept/context.js';
 import type { SchedulerStatus } from '../schedule/scheduler.js';
-import { ATTR, INSTRUMENTS } from './instruments.js';
+import { ATTR, INSTRUMENTS, LEGACY_INSTRUMENTS } from './instruments.js';
 
 /** Direction of shaped bytes: response bodies (download) or request bodies (upload). */
 export type ShapedDirection = 'download' | 'upload';
@@ -21,6 +21,8 @@ export type ShapedDirection = 'download' | 'upload';
 export interface MetricsOptions {
   /** `service.name` of the exported target_info. Default: OTEL_SERVICE_NAME, else `sluice`. */
   serviceName?: string;
+  /** Also export the 0.1 names (ms histograms, `sluice_shaped_total`). Default false. */
+  legacyNames?: boolean;
 }
 
 /** Label value for requests that never got a class (no route). */
@@ -39,6 +41,8 @@ export class Metrics {
   private readonly queueWait: Histogram;
   private readonly duration: Histogram;
   private readonly shaped: Counter;
+  /** The 0.1 instruments, while legacyNames is on. */
+  private readonly legacy: { queueWait: Histogram; duration: Histogram; shaped: Counter } | undefined;
   /** class name → outcome → frozen attributes; the SDK hashes attributes per record, we avoid allocating them too. */
   private readonly outcomeAttrs = new Map<string, Map<Outcome, Attributes>>();
   private readonly classAttrs = new Map<string, Attributes>();
@@ -68,6 +72,25 @@ export class Metrics {
       unit: I.duration.unit,
       advice: { explicitBucketBoundaries: [...I.duration.buckets] },
     });
+    if (opts.legacyNames) {
+      const L = LEGACY_INSTRUMENTS;
+      this.legacy = {
+        queueWait: meter.createHistogram(L.queueWait.name, {
+          description: `${L.queueWait.description} Deprecated: use sluice_queue_wait_seconds.`,
+          unit: L.queueWait.unit,
+          advice: { explicitBucketBoundaries: [...L.queueWait.buckets] },
+        }),
+        duration: meter.createHistogram(L.duration.name, {
+          description: `${L.duration.description} Deprecated: use sluice_request_duration_seconds.`,
+          unit: L.duration.unit,
+          advice: { explicitBucketBoundaries: [...L.duration.buckets] },
+        }),
+        shaped: meter.createCounter(L.shapedBytes.name, {
+          description: `${L.shapedBytes.description} Deprecated: use sluice_shaped_bytes_total.`,
+          unit: L.shapedBytes.unit,
+        }),
+      };
+    }
   }
 
   /** Registers the gauges; `status` is called once per collection. */
@@ -106,8 +129,14 @@ export class Metrics {
     let byOutcome = this.counts.get(name);
     if (!byOutcome) this.counts.set(name, (byOutcome = new Map()));
     byOutcome.set(outcome, (byOutcome.get(outcome) ?? 0) + 1);
-    if (ctx.queuedAt > 0) this.queueWait.record((ctx.dequeuedAt > 0 ? ctx.dequeuedAt : now) - ctx.queuedAt, this.attrsOfClass(name));
-    this.duration.record(now - ctx.start, this.attrsOfOutcome(name, outcome));
+    const totalMs = now - ctx.start;
+    if (ctx.queuedAt > 0) {
+      const waitMs = (ctx.dequeuedAt > 0 ? ctx.dequeuedAt : now) - ctx.queuedAt;
+      this.queueWait.record(waitMs / 1000, this.attrsOfClass(name));
+      this.legacy?.queueWait.record(waitMs, this.attrsOfClass(name));
+    }
+    this.duration.record(totalMs / 1000, this.attrsOfOutcome(name, outcome));
+    this.legacy?.duration.record(totalMs, this.attrsOfOutcome(name, outcome));
   }
 
   /** Bytes that went through the bandwidth shaper of a class. */
@@ -117,6 +146,7 @@ export class Metrics {
     let a = this.shapedAttrs.get(key);
     if (!a) this.shapedAttrs.set(key, (a = Object.freeze({ [ATTR.class]: className, [ATTR.direction]: direction })));
     this.shaped.add(n, a);
+    this.legacy?.shaped.add(n, a);
   }
 
   /** Prometheus text exposition (format 0.0.4) of everything recorded so far. */

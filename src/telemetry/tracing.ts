@@ -16,6 +16,23 @@
  * before the upstream headers are sent), or at the end for requests that
  * never reach an upstream. Export goes through the SDK's BatchSpanProcessor
  * (bounded queue, drops when full): it never blocks or fails a request.
+ *
+ * W3C Trace Context (issue 16.7), with the SDK's W3CTraceContextPropagator:
+ * a traceparent that does not parse (wrong length, upper-case hex, all-zero
+ * ids, version ff, version 00 with extra fields, several traceparent headers)
+ * restarts the trace with a new trace id; a future version is read by its
+ * first four fields. What goes upstream is only what the propagator injects:
+ * the client's traceparent and tracestate headers are removed first, so a
+ * tracestate travels only with the valid parent it belongs to (never with a
+ * restarted trace), and is re-serialised (invalid members dropped, at most 32).
+ *
+ * OpenTelemetry HTTP semantic conventions for failures: SERVER spans get
+ * status ERROR and `error.type` for 5xx answers (the status code as a string)
+ * and for exchanges that broke without a complete answer (`client_abort`);
+ * 4xx leaves a SERVER span's status unset. CLIENT spans get status ERROR and
+ * `error.type` for 4xx and 5xx upstream answers (the status code) and for
+ * upstream calls that got no answer (`timeout`, `upstream_error`, or
+ * `stale_connection` for an attempt retried on a fresh connection).
  */
 import type { OutgoingHttpHeaders } from 'node:http';
 import {
@@ -146,9 +163,13 @@ export class Tracing {
     if (!t.queueDone) this.queueSpan(ctx, t, now);
     if (t.client) {
       // A retry on a stale pooled connection: the first attempt failed.
+      t.client.setAttribute('error.type', 'stale_connection');
       t.client.setStatus({ code: SpanStatusCode.ERROR, message: 'retried on a fresh connection' });
       t.client.end(epoch(now));
     }
+    // Only the propagator's view goes upstream: an unparsable parent's tracestate must not.
+    delete headers.traceparent;
+    delete headers.tracestate;
     const parent = trace.setSpan(ROOT_CONTEXT, t.server);
     let attrs: Attributes | undefined;
     if (t.server.isRecording()) {
@@ -182,8 +203,13 @@ export class Tracing {
           c.setAttribute('http.response.status_code', ctx.status);
           c.addEvent('response.headers', epoch(ctx.upstreamHeadersAt));
         }
-        if (outcome === 'upstream_error' || outcome === 'upstream_timeout') c.setStatus({ code: SpanStatusCode.ERROR, message: outcome });
-        else if (ctx.status >= 400 && ctx.upstreamHeadersAt > 0) c.setStatus({ code: SpanStatusCode.ERROR });
+        if (ctx.status >= 400 && ctx.upstreamHeadersAt > 0) {
+          c.setAttribute('error.type', String(ctx.status));
+          c.setStatus({ code: SpanStatusCode.ERROR });
+        } else if (outcome === 'upstream_error' || outcome === 'upstream_timeout') {
+          c.setAttribute('error.type', outcome === 'upstream_timeout' ? 'timeout' : 'upstream_error');
+          c.setStatus({ code: SpanStatusCode.ERROR, message: outcome });
+        }
       }
       c.end(end);
     }
@@ -212,8 +238,10 @@ export class Tracing {
         a['sluice.response.transfer_ms'] = now - ctx.upstreamHeadersAt;
         a['http.response.body.size'] = t.bytes;
       }
+      if (ctx.status >= 500) a['error.type'] = String(ctx.status);
+      else if (outcome === 'client_abort' || outcome === 'upstream_error' || outcome === 'upstream_timeout') a['error.type'] = outcome;
       server.setAttributes(a);
-      if (ctx.status >= 500) server.setStatus({ code: SpanStatusCode.ERROR, message: outcome });
+      if (a['error.type'] !== undefined) server.setStatus({ code: SpanStatusCode.ERROR, message: outcome });
     }
     server.end(end);
   }

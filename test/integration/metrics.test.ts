@@ -121,26 +121,26 @@ describe('GET /metrics', { timeout: 60_000 }, () => {
     assert.equal(total, 12);
 
     // Queue wait: every request that reached the scheduler, per class.
-    assert.equal(m.types.get('sluice_queue_wait'), 'histogram');
-    assert.equal(m.value('sluice_queue_wait_count', { sluice_class: 'premium' }), 5);
-    assert.equal(m.value('sluice_queue_wait_count', { sluice_class: 'free' }), 4);
-    assert.equal(m.value('sluice_queue_wait_count', { sluice_class: 'noqueue' }), 2);
-    const premiumWait = m.value('sluice_queue_wait_sum', { sluice_class: 'premium' })!;
-    assert.ok(premiumWait >= 200, `the queued premium request waited behind a 400 ms one (sum ${premiumWait} ms)`);
+    assert.equal(m.types.get('sluice_queue_wait_seconds'), 'histogram');
+    assert.equal(m.value('sluice_queue_wait_seconds_count', { sluice_class: 'premium' }), 5);
+    assert.equal(m.value('sluice_queue_wait_seconds_count', { sluice_class: 'free' }), 4);
+    assert.equal(m.value('sluice_queue_wait_seconds_count', { sluice_class: 'noqueue' }), 2);
+    const premiumWait = m.value('sluice_queue_wait_seconds_sum', { sluice_class: 'premium' })!;
+    assert.ok(premiumWait >= 0.2, `the queued premium request waited behind a 400 ms one (sum ${premiumWait} s)`);
     // Four premium requests went straight through, one waited a few hundred ms.
-    assert.equal(m.value('sluice_queue_wait_bucket', { sluice_class: 'premium', le: '100' }), 4);
-    assert.equal(m.value('sluice_queue_wait_bucket', { sluice_class: 'premium', le: '+Inf' }), 5);
+    assert.equal(m.value('sluice_queue_wait_seconds_bucket', { sluice_class: 'premium', le: '0.1' }), 4);
+    assert.equal(m.value('sluice_queue_wait_seconds_bucket', { sluice_class: 'premium', le: '+Inf' }), 5);
 
     // Total latency by class and outcome; buckets are cumulative.
-    assert.equal(m.value('sluice_request_duration_count', { sluice_class: 'free', sluice_outcome: 'forwarded' }), 4);
-    assert.equal(m.value('sluice_request_duration_count', { sluice_class: 'noqueue', sluice_outcome: 'queue_full' }), 2);
-    const buckets = m.find('sluice_request_duration_bucket', { sluice_class: 'free', sluice_outcome: 'forwarded' });
+    assert.equal(m.value('sluice_request_duration_seconds_count', { sluice_class: 'free', sluice_outcome: 'forwarded' }), 4);
+    assert.equal(m.value('sluice_request_duration_seconds_count', { sluice_class: 'noqueue', sluice_outcome: 'queue_full' }), 2);
+    const buckets = m.find('sluice_request_duration_seconds_bucket', { sluice_class: 'free', sluice_outcome: 'forwarded' });
     assert.ok(buckets.length >= 10);
     for (let i = 1; i < buckets.length; i++) assert.ok(buckets[i]!.value >= buckets[i - 1]!.value, 'cumulative buckets');
     assert.equal(buckets.at(-1)!.labels.le, '+Inf');
     assert.equal(buckets.at(-1)!.value, 4);
     // The slow request is in the 250..500 ms range.
-    assert.equal(m.value('sluice_request_duration_bucket', { sluice_class: 'free', sluice_outcome: 'forwarded', le: '250' }), 3);
+    assert.equal(m.value('sluice_request_duration_seconds_bucket', { sluice_class: 'free', sluice_outcome: 'forwarded', le: '0.25' }), 3);
 
     // Everything finished: gauges back to zero.
     assert.equal(m.value('sluice_class_queued', { sluice_class: 'premium' }), 0);
@@ -155,17 +155,58 @@ describe('GET /metrics', { timeout: 60_000 }, () => {
     const m = await scrape();
     assert.equal(m.value('sluice_requests_total', { sluice_class: 'limited', sluice_outcome: 'forwarded' }), 2);
     assert.equal(m.value('sluice_requests_total', { sluice_class: 'limited', sluice_outcome: 'rate_limited' }), 3);
-    assert.equal(m.value('sluice_request_duration_count', { sluice_class: 'limited', sluice_outcome: 'rate_limited' }), 3);
+    assert.equal(m.value('sluice_request_duration_seconds_count', { sluice_class: 'limited', sluice_outcome: 'rate_limited' }), 3);
   });
 
   test('bytes through a class bandwidth shaper are counted', async () => {
-    const before = (await scrape()).value('sluice_shaped_total', { sluice_class: 'shaped', sluice_direction: 'download' }) ?? 0;
+    const before = (await scrape()).value('sluice_shaped_bytes_total', { sluice_class: 'shaped', sluice_direction: 'download' }) ?? 0;
     const r = await fetch(`${sluice.url}/bytes?n=300000`, { headers: { 'x-test': 'shaped' } });
     assert.equal(r.status, 200);
     assert.equal((await r.arrayBuffer()).byteLength, 300000);
     const m = await scrape();
-    assert.equal(m.types.get('sluice_shaped_total'), 'counter');
-    assert.equal(m.value('sluice_shaped_total', { sluice_class: 'shaped', sluice_direction: 'download' })! - before, 300000);
+    assert.equal(m.types.get('sluice_shaped_bytes_total'), 'counter');
+    assert.equal(m.value('sluice_shaped_bytes_total', { sluice_class: 'shaped', sluice_direction: 'download' })! - before, 300000);
     assert.equal(m.value('sluice_requests_total', { sluice_class: 'shaped', sluice_outcome: 'forwarded' }), 1);
   });
+});
+
+test('telemetry.legacyMetricNames: true exports the 0.1 names (ms, no unit suffix) next to the new ones, with the same counts', async () => {
+  const backend = await startBackend();
+  const s = await startSluice(`${policy(backend.url)}telemetry: { legacyMetricNames: true }\n`, [], { OTEL_TRACES_EXPORTER: 'none' });
+  try {
+    for (let i = 0; i < 3; i++) assert.equal(await status(`${s.url}/api/x${i}?delay=30`), 200);
+    const r = await fetch(`${s.url}/bytes?n=1000`, { headers: { 'x-test': 'shaped' } });
+    await r.arrayBuffer();
+    const m = parseMetrics(await (await fetch(`${s.admin}/metrics`)).text());
+    const free = { sluice_class: 'free', sluice_outcome: 'forwarded' };
+    assert.equal(m.types.get('sluice_request_duration'), 'histogram');
+    assert.equal(m.value('sluice_request_duration_count', free), 3);
+    assert.equal(m.value('sluice_request_duration_seconds_count', free), 3);
+    const ms = m.value('sluice_request_duration_sum', free)!;
+    const sec = m.value('sluice_request_duration_seconds_sum', free)!;
+    assert.ok(ms >= 90 && Math.abs(ms / 1000 - sec) < 1e-6, `legacy sum ${ms} ms, new sum ${sec} s`);
+    assert.equal(m.value('sluice_queue_wait_count', { sluice_class: 'free' }), m.value('sluice_queue_wait_seconds_count', { sluice_class: 'free' }));
+    const shaped = { sluice_class: 'shaped', sluice_direction: 'download' };
+    assert.equal(m.value('sluice_shaped_total', shaped), 1000);
+    assert.equal(m.value('sluice_shaped_bytes_total', shaped), 1000);
+  } finally {
+    await s.stop();
+    await backend.close();
+  }
+});
+
+test('without the flag only the unit-suffixed names are exported', async () => {
+  const backend = await startBackend();
+  const s = await startSluice(policy(backend.url), [], { OTEL_TRACES_EXPORTER: 'none' });
+  try {
+    assert.equal(await status(`${s.url}/api/x`), 200);
+    const m = parseMetrics(await (await fetch(`${s.admin}/metrics`)).text());
+    assert.equal(m.types.get('sluice_request_duration_seconds'), 'histogram');
+    assert.equal(m.types.get('sluice_request_duration'), undefined);
+    assert.equal(m.types.get('sluice_queue_wait'), undefined);
+    assert.equal(m.types.get('sluice_shaped_total'), undefined);
+  } finally {
+    await s.stop();
+    await backend.close();
+  }
 });

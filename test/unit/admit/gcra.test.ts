@@ -1,13 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FakeClock } from '../../../src/clock.js';
-import { KeyedBuckets, type Take } from '../../../src/admit/gcra.js';
+import { KeyedBuckets, gcraParams, type Take } from '../../../src/admit/gcra.js';
 
 const out = (): Take => ({ waitMs: 0, rejected: false, remaining: 0 });
 
 test('burst at once, then refilled at rate/per', () => {
   const clock = new FakeClock();
-  const b = new KeyedBuckets({ intervalMs: 100, burst: 5 }, clock); // 10/s, burst 5
+  const b = new KeyedBuckets(gcraParams(1, 100, 5), clock); // 10/s, burst 5
   const o = out();
   for (let i = 0; i < 5; i++) {
     b.take('a', 0, o);
@@ -32,7 +32,7 @@ test('burst at once, then refilled at rate/per', () => {
 
 test('admitted over time = rate × time + burst at 10x the allowed rate', () => {
   const clock = new FakeClock();
-  const b = new KeyedBuckets({ intervalMs: 10, burst: 20 }, clock); // 100/s
+  const b = new KeyedBuckets(gcraParams(1, 10, 20), clock); // 100/s
   const o = out();
   let admitted = 0;
   for (let t = 0; t < 10_000; t++) {
@@ -46,7 +46,7 @@ test('admitted over time = rate × time + burst at 10x the allowed rate', () => 
 
 test('keys are isolated', () => {
   const clock = new FakeClock();
-  const b = new KeyedBuckets({ intervalMs: 1000, burst: 1 }, clock);
+  const b = new KeyedBuckets(gcraParams(1, 1000, 1), clock);
   const o = out();
   assert.equal(b.take('a', 0, o).rejected, false);
   assert.equal(b.take('a', 0, o).rejected, true);
@@ -56,7 +56,7 @@ test('keys are isolated', () => {
 
 test('queue mode reserves future tokens up to the max wait, and refund gives one back', () => {
   const clock = new FakeClock();
-  const b = new KeyedBuckets({ intervalMs: 100, burst: 1 }, clock);
+  const b = new KeyedBuckets(gcraParams(1, 100, 1), clock);
   const o = out();
   assert.equal(b.take('a', 250, o).waitMs, 0);
   b.take('a', 250, o);
@@ -73,7 +73,7 @@ test('queue mode reserves future tokens up to the max wait, and refund gives one
 
 test('idle keys are swept; memory is bounded by the key cap', () => {
   const clock = new FakeClock();
-  const b = new KeyedBuckets({ intervalMs: 1000, burst: 2 }, clock, { maxKeys: 1000, sweepBatch: 300, sweepEveryMs: 100 });
+  const b = new KeyedBuckets(gcraParams(1, 1000, 2), clock, { maxKeys: 1000, sweepBatch: 300, sweepEveryMs: 100 });
   const o = out();
   for (let i = 0; i < 5000; i++) b.take(`ip-${i}`, 0, o);
   assert.equal(b.size, 1000, 'never more than maxKeys');

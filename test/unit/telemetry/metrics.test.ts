@@ -18,11 +18,11 @@ test('recordShapedBytes counts bytes by class and direction on the active instan
     recordShapedBytes('free', 'download', 0); // nothing to count
     m.recordShapedBytes('free', 'upload', 5);
     const s = parseMetrics(await m.text());
-    assert.equal(s.types.get('sluice_shaped_total'), 'counter');
-    assert.equal(s.value('sluice_shaped_total', { sluice_class: 'premium', sluice_direction: 'download' }), 1024);
-    assert.equal(s.value('sluice_shaped_total', { sluice_class: 'premium', sluice_direction: 'upload' }), 7);
-    assert.equal(s.value('sluice_shaped_total', { sluice_class: 'free', sluice_direction: 'upload' }), 5);
-    assert.equal(s.value('sluice_shaped_total', { sluice_class: 'free', sluice_direction: 'download' }), undefined);
+    assert.equal(s.types.get('sluice_shaped_bytes_total'), 'counter');
+    assert.equal(s.value('sluice_shaped_bytes_total', { sluice_class: 'premium', sluice_direction: 'download' }), 1024);
+    assert.equal(s.value('sluice_shaped_bytes_total', { sluice_class: 'premium', sluice_direction: 'upload' }), 7);
+    assert.equal(s.value('sluice_shaped_bytes_total', { sluice_class: 'free', sluice_direction: 'upload' }), 5);
+    assert.equal(s.value('sluice_shaped_bytes_total', { sluice_class: 'free', sluice_direction: 'download' }), undefined);
   } finally {
     await m.shutdown();
   }
