@@ -5,8 +5,9 @@
 import { parse as parseCookie } from 'cookie';
 import type { ClassPolicy, Policy } from '../policy/types.js';
 import type { RequestContext } from '../accept/context.js';
-import { compileCidrs, compileGlob, compileHost, compileMethods, compileValueMap, type NamedPredicate } from './matchers.js';
+import { compileClientCert, compileCidrs, compileGlob, compileHost, compileMethods, compileValueMap, type NamedPredicate } from './matchers.js';
 import { headerValue } from './route.js';
+import { verifiedClientCert } from '../accept/tls.js';
 
 /** Lazily parsed request facts shared by all class checks of one request. */
 class Facts {
@@ -61,6 +62,10 @@ function checksFor(k: ClassPolicy): Check[] {
   if (m.host !== undefined) {
     const t = compileHost(m.host);
     out.push({ label: 'host', test: (f) => t(f.ctx.host) });
+  }
+  if (m.clientCert) {
+    const t = compileClientCert(m.clientCert);
+    out.push({ label: 'clientCert', test: (f) => t(verifiedClientCert(f.ctx.req)) });
   }
   if (m.clientIp) {
     const t = compileCidrs(m.clientIp);

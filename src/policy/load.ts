@@ -4,6 +4,7 @@
  */
 import { readFile } from 'node:fs/promises';
 import { referencedPath } from './files.js';
+import { tlsFileRefs } from './tls.js';
 import { LineCounter, parseDocument, isMap, isPair, isScalar, type Document, type Node } from 'yaml';
 import { validateSchema } from './validate.js';
 import { compilePolicy } from './compile.js';
@@ -121,7 +122,7 @@ async function referencedFiles(text: string, file: string): Promise<Map<string, 
   }
   const r = raw as { identity?: { jwt?: { secretFile?: unknown; jwksFile?: unknown } }; admin?: { tokenFile?: unknown } } | null;
   const jwt = r?.identity?.jwt;
-  for (const ref of [jwt?.secretFile, jwt?.jwksFile, r?.admin?.tokenFile]) {
+  for (const ref of [jwt?.secretFile, jwt?.jwksFile, r?.admin?.tokenFile, ...tlsFileRefs(raw)]) {
     if (typeof ref !== 'string') continue;
     const path = referencedPath(file, ref);
     try {
