@@ -43,7 +43,15 @@ export function describeTlsError(err: unknown): string | undefined {
   if (code === 'ERR_SSL_WRONG_VERSION_NUMBER' || (code === 'EPROTO' && /wrong version number|packet length too long/.test(e.message))) {
     return `TLS handshake failed: the target does not speak TLS (${code})`;
   }
-  if (code.startsWith('ERR_SSL_') || code === 'EPROTO' || code === 'ERR_TLS_HANDSHAKE_TIMEOUT') return `TLS handshake failed (${code}: ${e.message})`;
-  if (code.startsWith('CERT_') || code.endsWith('_CERT')) return `certificate rejected (${code}: ${e.message})`;
+  if (code === 'ERR_SSL_TLSV1_ALERT_NO_APPLICATION_PROTOCOL') return 'TLS handshake failed: the target does not offer HTTP/2 (ALPN h2); use protocol http1';
+  if (code.startsWith('ERR_SSL_') || code === 'EPROTO' || code === 'ERR_TLS_HANDSHAKE_TIMEOUT') return `TLS handshake failed (${code}: ${firstLine(e.message)})`;
+  if (code.startsWith('CERT_') || code.endsWith('_CERT')) return `certificate rejected (${code}: ${firstLine(e.message)})`;
   return undefined;
+}
+
+/** OpenSSL messages run over several lines with source locations; the first part says enough. */
+function firstLine(m: string): string {
+  const line = m.split('\n')[0] ?? '';
+  const i = line.lastIndexOf(':SSL routines:');
+  return (i === -1 ? line : line.slice(i + 1)).slice(0, 200);
 }
