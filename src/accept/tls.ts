@@ -117,8 +117,10 @@ export class TlsListener implements ProxyListener {
       session.once('close', () => this.sessions.delete(session));
       if (this.draining) session.close();
     });
+    // Node's secure HTTP/2 server reports TLS handshake failures (timeouts, garbage) as 'clientError' too:
+    // only an HTTP/1.1 parse error (HPE_*) on an established connection gets an answer; the rest are dropped.
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-      if (!socket.writable || err.code === 'ECONNRESET') {
+      if (!socket.writable || !err.code?.startsWith('HPE_')) {
         socket.destroy();
         return;
       }
