@@ -80,6 +80,8 @@ export class TlsListener implements ProxyListener {
     const headersTimeout = opts.headersTimeoutMs ?? 10_000;
     const options: SecureServerOptions & { maxSessionInvalidFrames: number; maxSessionRejectedStreams: number } = {
       allowHTTP1: true,
+      // As the cleartext listener: small responses go out at once, not after Nagle's delay.
+      noDelay: true,
       ...contextOptions(tls, 0),
       requestCert: tls.clientCa !== undefined,
       rejectUnauthorized: tls.requireClientCert,
