@@ -20,6 +20,7 @@ import { Scheduler, type Job, type Permit, type RejectReason, type Entry } from 
 import { UpstreamPool } from './forward/pool.js';
 import { forward, type ForwardHooks, type ForwardOptions } from './forward/proxy.js';
 import { addForwardedHeaders } from './forward/headers.js';
+import { tlsConnectOptions } from './forward/clients/tls.js';
 import type { Logger } from './telemetry/log.js';
 import { Admission, type AdmitDecision, type ClassLimiter } from './admit/index.js';
 import { Shaping, type Direction } from './shape/index.js';
@@ -322,6 +323,8 @@ export class Pipeline {
             .ws(req, socket as never, head, {
               hostname: target.target.hostname,
               port: target.target.port,
+              // wss:// to an https:// target, with the upstream's TLS settings (HTTP/1.1 upgrade, whatever its protocol).
+              ...(target.target.tls ? { protocol: 'https', ...tlsConnectOptions(target.target.tls) } : {}),
               onReq: async (_req: unknown, options: { agent?: unknown; headers?: Record<string, unknown> }) => {
                 options.headers ??= {};
                 addForwardedHeaders(options.headers as never, ctx, rt.clientIp.peerTrusted(ctx.peer));

@@ -9,6 +9,7 @@ import { createSecureServer, createServer as createH2cServer, type Http2Server, 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import type { TLSSocket } from 'node:tls';
+import { WebSocketServer } from 'ws';
 
 export interface EchoBackend {
   port: number;
@@ -93,6 +94,8 @@ export function startHttpsBackend(cert: string, key: string, clientCa?: string):
     { cert, key, ...(clientCa ? { ca: clientCa, requestCert: true, rejectUnauthorized: true } : {}) },
     handler(b),
   );
+  const wss = new WebSocketServer({ server });
+  wss.on('connection', (ws) => ws.on('message', (m) => ws.send(`tls-echo:${m.toString()}`)));
   return listen(server, b);
 }
 

@@ -17,6 +17,7 @@ import { connect as h2Connect, type ClientHttp2Session } from 'node:http2';
 import { startSluice, runCli, writePolicy, type RunningSluice } from '../helpers/sluice.js';
 import { startBackend, type Backend } from '../helpers/backend.js';
 import { getJson, waitFor } from '../helpers/net.js';
+import WebSocket from 'ws';
 import { makePki, type Pki } from '../helpers/pki.js';
 
 const run = promisify(execFile);
@@ -155,6 +156,18 @@ test('node https and http2 clients over TLS', async () => {
   assert.deepEqual(rs.map((x) => x.status), [200, 200]);
   assert.equal(session.alpnProtocol, 'h2');
   session.close();
+  await idle();
+});
+
+test('WebSocket over TLS (wss://) through the TLS listener', async () => {
+  const ws = new WebSocket(`${urls[0]!.replace('https://', 'wss://')}/socket`, { ca: pki.ca });
+  const reply = await new Promise<string>((resolve, reject) => {
+    ws.on('open', () => ws.send('hello'));
+    ws.on('message', (m) => resolve(m.toString()));
+    ws.on('error', reject);
+  });
+  assert.equal(reply, 'echo:hello');
+  ws.close();
   await idle();
 });
 

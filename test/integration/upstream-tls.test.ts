@@ -7,6 +7,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect } from 'node:http2';
+import WebSocket from 'ws';
 import { startSluice, type RunningSluice } from '../helpers/sluice.js';
 import { startBackend, type Backend } from '../helpers/backend.js';
 import { closedPort, getJson, waitFor } from '../helpers/net.js';
@@ -201,5 +202,17 @@ test('h2 upstream: a client that resets mid-response frees the slot and the upst
   s.close(8); // CANCEL
   await waitFor(() => b.h2!.inFlight === 0, 5000, 'the backend stream to be cancelled');
   session.close();
+  await idle();
+});
+
+test('WebSocket to an https upstream goes over TLS with its settings', async () => {
+  const ws = new WebSocket(`${sluice.url.replace('http://', 'ws://')}/good/socket`);
+  const reply = await new Promise<string>((resolve, reject) => {
+    ws.on('open', () => ws.send('ping'));
+    ws.on('message', (m) => resolve(m.toString()));
+    ws.on('error', reject);
+  });
+  assert.equal(reply, 'tls-echo:ping');
+  ws.close();
   await idle();
 });
