@@ -58,7 +58,9 @@ async function serve(argv: string[]): Promise<void> {
     fail(`cannot listen: ${(err as Error).message}`);
   }
   process.stdout.write(
-    `sluice listening on http://${fmtHost(addrs.proxy.host)}:${addrs.proxy.port} admin http://${fmtHost(addrs.admin.host)}:${addrs.admin.port}\n`,
+    `sluice listening on ${addrs.listeners[0]!.url} admin http://${fmtHost(addrs.admin.host)}:${addrs.admin.port}` +
+      (addrs.listeners.length > 1 ? ` also ${addrs.listeners.slice(1).map((l) => l.url).join(' ')}` : '') +
+      '\n',
   );
   const stop = (signal: string): void => {
     log.info({ signal }, 'shutting down');

@@ -13,6 +13,7 @@ export const ErrorCodes = {
   UPSTREAM_UNREACHABLE: { status: 502, title: 'Upstream unreachable' },
   UPSTREAM_RESET: { status: 502, title: 'Upstream reset the connection' },
   UPSTREAM_TIMEOUT: { status: 504, title: 'Upstream timed out' },
+  UPSTREAM_TLS: { status: 502, title: 'Upstream TLS handshake failed' },
   HEADERS_TOO_LARGE: { status: 431, title: 'Request headers too large' },
   BODY_TOO_LARGE: { status: 413, title: 'Request body too large' },
   URI_TOO_LONG: { status: 414, title: 'Request target too long' },

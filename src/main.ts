@@ -8,6 +8,7 @@ import { systemClock, type Clock } from './clock.js';
 import { loadPolicyFile, formatIssue } from './policy/load.js';
 import type { Policy } from './policy/types.js';
 import { Listener } from './accept/server.js';
+import { TlsListener, type ProxyListener } from './accept/tls.js';
 import { createAdminServer } from './admin/server.js';
 import { Pipeline } from './pipeline.js';
 import { silentLogger, type Logger } from './telemetry/log.js';
@@ -27,6 +28,8 @@ export interface SluiceOptions {
 
 export interface Addresses {
   proxy: { host: string; port: number };
+  /** Every listener in policy order (the first is `proxy`); url is http:// or https://. */
+  listeners: { url: string; host: string; port: number; tls: boolean }[];
   admin: { host: string; port: number };
 }
 
@@ -37,7 +40,8 @@ export function summarize(p: Policy): string {
 export class Sluice {
   readonly pipeline: Pipeline;
   readonly telemetry: Telemetry;
-  private readonly listener: Listener;
+  /** One per policy listen entry; tls is set for TLS listeners (their certificates reload). */
+  private readonly listeners: { server: ProxyListener; tls: TlsListener | undefined }[];
   private readonly admin: Server;
   private readonly log: Logger;
   private policy: Policy;
@@ -56,16 +60,17 @@ export class Sluice {
       onShapedBytes: this.telemetry.onShapedBytes,
     });
     this.telemetry.observe(() => this.pipeline.scheduler.status());
-    this.listener = new Listener(
-      { request: this.pipeline.handle, upgrade: this.pipeline.upgrade },
-      {
-        maxHeaderSize: policy.limits.maxHeaderSize,
-        headersTimeoutMs: policy.timeouts.requestHeadersMs,
-        keepAliveTimeoutMs: policy.timeouts.keepAliveMs,
-        maxConcurrentStreams: policy.limits.http2MaxConcurrentStreams,
-      },
-      this.log,
-    );
+    const handlers = { request: this.pipeline.handle, upgrade: this.pipeline.upgrade };
+    const listenerOptions = {
+      maxHeaderSize: policy.limits.maxHeaderSize,
+      headersTimeoutMs: policy.timeouts.requestHeadersMs,
+      keepAliveTimeoutMs: policy.timeouts.keepAliveMs,
+      maxConcurrentStreams: policy.limits.http2MaxConcurrentStreams,
+    };
+    this.listeners = policy.listeners.map((l) => {
+      const tls = l.tls ? new TlsListener(handlers, listenerOptions, l.tls, this.log) : undefined;
+      return { server: tls ?? new Listener(handlers, listenerOptions, this.log), tls };
+    });
     this.admin = createAdminServer({
       status: () => this.status(),
       metrics: () => this.telemetry.metrics.text(),
@@ -89,7 +94,14 @@ export class Sluice {
     await this.telemetry.startTracing();
     // failClosed limits in Redis: accept traffic once the store is connected, or after a bounded wait (issue 16.5).
     await this.pipeline.admission.whenReady(STORE_CONNECT_WAIT_MS);
-    const proxy = await this.listener.listen(this.opts.port ?? p.listen.port, p.listen.host);
+    const listeners: Addresses['listeners'] = [];
+    for (const [i, l] of this.listeners.entries()) {
+      const want = p.listeners[i]!;
+      const a = await l.server.listen(i === 0 ? (this.opts.port ?? want.port) : want.port, want.host);
+      const host = a.host.includes(':') ? `[${a.host}]` : a.host;
+      listeners.push({ ...a, tls: l.tls !== undefined, url: `${l.tls ? 'https' : 'http'}://${host}:${a.port}` });
+    }
+    const proxy = { host: listeners[0]!.host, port: listeners[0]!.port };
     const admin = await new Promise<{ host: string; port: number }>((resolve, reject) => {
       this.admin.once('error', reject);
       this.admin.listen(this.opts.adminPort ?? p.admin.port, p.admin.host, () => {
@@ -97,7 +109,7 @@ export class Sluice {
         resolve({ host: a.address, port: a.port });
       });
     });
-    return { proxy, admin };
+    return { proxy, admin, listeners };
   }
 
   /** The policy in force (the latest that loaded). */
@@ -123,9 +135,21 @@ export class Sluice {
     }
     this.policy = r.policy;
     this.pipeline.apply(r.policy);
+    this.applyListeners(r.policy);
     const summary = summarize(r.policy);
     this.log.info({ summary }, 'policy reloaded');
     return { ok: true, summary };
+  }
+
+  /** Reload: TLS listeners take the re-read certificates; address changes need a restart. */
+  private applyListeners(p: Policy): void {
+    this.listeners.forEach((l, i) => {
+      const next = p.listeners[i];
+      if (l.tls && next?.tls) l.tls.update(next.tls);
+    });
+    const was = this.listeners.map((l) => (l.tls ? 'tls' : 'tcp')).join();
+    const now = p.listeners.map((l) => (l.tls ? 'tls' : 'tcp')).join();
+    if (was !== now) this.log.warn({ listeners: now }, 'listen entries changed: new listeners take effect on restart');
   }
 
   /**
@@ -138,9 +162,9 @@ export class Sluice {
   }
 
   private async doStop(graceMs: number): Promise<void> {
-    const closed = this.listener.stopAccepting();
+    const closed = Promise.all(this.listeners.map((l) => l.server.stopAccepting()));
     this.pipeline.draining = true;
-    this.listener.closeIdle();
+    for (const l of this.listeners) l.server.closeIdle();
     this.log.info({ graceMs }, 'draining: no new connections; finishing in-flight and queued requests');
     const deadline = Date.now() + graceMs;
     while (Date.now() < deadline) {
@@ -154,7 +178,7 @@ export class Sluice {
     this.pipeline.refuseWaiting('sluice is shutting down');
     // Let the 503s just written reach their clients before the sockets are torn down.
     await new Promise((r) => setTimeout(r, 50));
-    this.listener.destroyAll();
+    for (const l of this.listeners) l.server.destroyAll();
     await closed;
     await new Promise<void>((r) => this.admin.close(() => r()));
     this.admin.closeAllConnections();

@@ -1,6 +1,7 @@
 /** Writes sluice's own answers as RFC 9457 problem+json, over HTTP/1.1 or HTTP/2. */
 import type { ProxyError } from '../errors.js';
-import type { InboundResponse } from './context.js';
+import type { InboundRequest, InboundResponse } from './context.js';
+import { isGrpc, sendGrpcStatus } from './grpc.js';
 
 export function sendProblem(res: InboundResponse, err: ProxyError): void {
   if (res.headersSent || res.destroyed || res.writableEnded) {
@@ -8,6 +9,8 @@ export function sendProblem(res: InboundResponse, err: ProxyError): void {
     if (!res.writableEnded) res.destroy();
     return;
   }
+  // A gRPC client cannot read problem+json: it gets a grpc-status instead.
+  if (isGrpc((res as { req?: InboundRequest }).req)) return sendGrpcStatus(res, err);
   const body = JSON.stringify(err.toProblem());
   const headers: Record<string, string | number> = {
     'content-type': 'application/problem+json',

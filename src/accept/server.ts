@@ -17,12 +17,8 @@ import {
 import { Duplex } from 'node:stream';
 import type { Logger } from '../telemetry/log.js';
 import { systemClock, type Clock, type TimerHandle } from '../clock.js';
-import { ProxyError } from '../errors.js';
-import { kPeer, type Peer, type InboundRequest, type InboundResponse } from './context.js';
-import { sendProblem } from './problem.js';
-import { checkAuthority } from './host.js';
-import { handshakeHasBody, isWebSocketUpgrade, serveWithoutUpgrade } from './upgrade.js';
-import { headerListSize } from './header-list.js';
+import { kPeer, type Peer } from './context.js';
+import { guardHandlers } from './guard.js';
 
 export interface ListenerHandlers {
   request(req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse): void;
@@ -87,41 +83,9 @@ export class Listener {
     // connection tracking, which enforces headersTimeout and closeIdleConnections(), starts on
     // 'listening'; start it explicitly.
     this.http1.emit('listening');
-    const onRequest = (req: InboundRequest, res: InboundResponse): void => {
-      if (req.httpVersionMajor === 1) settleHead(req.socket);
-      else {
-        const size = headerListSize(req.rawHeaders);
-        if (size > this.maxHeaderSize) {
-          sendProblem(res, new ProxyError('HEADERS_TOO_LARGE', `header list of ${size} bytes (RFC 9113 §6.5.2) exceeds ${this.maxHeaderSize}`));
-          return;
-        }
-      }
-      const host = checkAuthority(req);
-      if (host.kind === 'reject') {
-        if (req.httpVersionMajor === 1) res.setHeader('connection', 'close');
-        sendProblem(res, new ProxyError('BAD_REQUEST', host.detail));
-        return;
-      }
-      handlers.request(req, res);
-    };
-    this.http1.on('request', onRequest);
-    this.http1.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-      settleHead(socket);
-      if (!isWebSocketUpgrade(req)) {
-        // Not a WebSocket handshake (h2c, or an upgrade on another method): served as a plain request.
-        serveWithoutUpgrade(this.http1, req, socket as Socket, head);
-        return;
-      }
-      const host = checkAuthority(req);
-      const refusal = host.kind === 'reject' ? host.detail : handshakeHasBody(req) ? 'a WebSocket handshake must not carry a body' : undefined;
-      if (refusal !== undefined) {
-        socket.on('error', noop);
-        writeRaw400(socket, refusal);
-        return;
-      }
-      req.headers.upgrade = 'websocket';
-      handlers.upgrade(req, socket, head);
-    });
+    const guarded = guardHandlers(handlers, this.maxHeaderSize, this.http1, settleHead);
+    this.http1.on('request', guarded.request);
+    this.http1.on('upgrade', guarded.upgrade);
     this.http1.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
       // Node's default answers 400/431; keep it, but never let a bad client throw.
       // A parse error comes between requests on a keep-alive socket, so an answer can still be written.
@@ -147,7 +111,7 @@ export class Listener {
       },
     };
     this.http2 = createH2Server(h2Options);
-    this.http2.on('request', onRequest);
+    this.http2.on('request', guarded.request);
     // 'session' is emitted synchronously from emit('connection'), so pendingPeer is this session's.
     this.http2.on('session', (session) => {
       if (this.pendingPeer) (session as unknown as { [kPeer]: Peer })[kPeer] = this.pendingPeer;
@@ -265,14 +229,6 @@ export class Listener {
 }
 
 function noop(): void {}
-
-function writeRaw400(socket: Duplex, detail: string): void {
-  const body = JSON.stringify(new ProxyError('BAD_REQUEST', detail).toProblem());
-  socket.end(
-    'HTTP/1.1 400 Bad Request\r\nContent-Type: application/problem+json\r\nCache-Control: no-store\r\n' +
-      `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
-  );
-}
 
 /** A duplex over a socket that first yields bytes already read from it. */
 class Replay extends Duplex {

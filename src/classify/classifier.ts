@@ -5,8 +5,9 @@
  */
 import type { ClassPolicy, Policy } from '../policy/types.js';
 import type { RequestContext } from '../accept/context.js';
-import { compileCidrs, compileGlob, compileHost, compileMethods, compileValueMap, type NamedPredicate } from './matchers.js';
+import { compileClientCert, compileCidrs, compileGlob, compileHost, compileMethods, compileValueMap, type NamedPredicate } from './matchers.js';
 import { type Facts, factsOf } from './facts.js';
+import { verifiedClientCert } from '../accept/tls.js';
 
 interface Check {
   /** Key path shown as the deciding rule, e.g. headers.x-tier. */
@@ -37,6 +38,10 @@ function checksFor(k: ClassPolicy): Check[] {
   if (m.host !== undefined) {
     const t = compileHost(m.host);
     out.push({ label: 'host', test: (f) => t(f.ctx.host) });
+  }
+  if (m.clientCert) {
+    const t = compileClientCert(m.clientCert);
+    out.push({ label: 'clientCert', test: (f) => t(verifiedClientCert(f.ctx.req)) });
   }
   if (m.clientIp) {
     const t = compileCidrs(m.clientIp);

@@ -71,3 +71,32 @@ export function compileMethods(methods: readonly string[]): (m: string) => boole
   const set = new Set(methods.map((m) => m.toUpperCase()));
   return (m) => set.has(m);
 }
+
+/** The verified client certificate of a request's TLS connection (see accept/tls.ts). */
+export interface ClientCertFacts {
+  /** Subject DN as "CN=partner,O=Example". */
+  readonly subject: string;
+  readonly cn: string | undefined;
+  /** subjectAltName entries without their type prefix. */
+  readonly san: readonly string[];
+}
+
+/** match.clientCert: every given field must hold; `san` holds when any entry matches; `{}` holds for any verified certificate. */
+export function compileClientCert(spec: {
+  present?: boolean;
+  subject?: RawValueMatcher;
+  cn?: RawValueMatcher;
+  san?: RawValueMatcher;
+}): (cert: ClientCertFacts | undefined) => boolean {
+  const subject = spec.subject !== undefined ? compileValue(spec.subject) : undefined;
+  const cn = spec.cn !== undefined ? compileValue(spec.cn) : undefined;
+  const san = spec.san !== undefined ? compileValue(spec.san) : undefined;
+  return (cert) => {
+    // present: false matches requests without a verified certificate; anything else needs one.
+    if (cert === undefined || spec.present === false) return cert === undefined && spec.present === false;
+    if (subject && !subject(cert.subject)) return false;
+    if (cn && !cn(cert.cn)) return false;
+    if (san && !cert.san.some((v) => san(v))) return false;
+    return true;
+  };
+}

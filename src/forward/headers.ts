@@ -19,6 +19,7 @@ export function upstreamHost(authority: string | undefined, rewrite: HostRewrite
   if (rewrite === undefined || rewrite.kind === 'client') return authority === '' ? undefined : authority;
   return rewrite.kind === 'value' ? rewrite.value : undefined;
 }
+import { isEncrypted } from '../accept/tls.js';
 
 export function addForwardedHeaders(headers: OutgoingHttpHeaders, ctx: RequestContext, peerTrusted: boolean): void {
   const peer = ctx.peer;
@@ -29,14 +30,15 @@ export function addForwardedHeaders(headers: OutgoingHttpHeaders, ctx: RequestCo
   // Only a trusted proxy's chain is kept; anyone else could forge it to look like another client.
   const priorXff = ctx.req.headers['x-forwarded-for'];
   headers['x-forwarded-for'] = peerTrusted && typeof priorXff === 'string' && priorXff !== '' ? `${priorXff}, ${peer}` : peer;
-  if (!(peerTrusted && headers['x-forwarded-proto'])) headers['x-forwarded-proto'] = 'http';
+  const proto = isEncrypted(ctx.req) ? 'https' : 'http';
+  if (!(peerTrusted && headers['x-forwarded-proto'])) headers['x-forwarded-proto'] = proto;
   if (!(peerTrusted && headers['x-forwarded-host'])) {
     if (host) headers['x-forwarded-host'] = host;
     else delete headers['x-forwarded-host'];
   }
   // RFC 7239. http2-proxy writes one too, but from socket fields an HTTP/2 session does not expose.
   const node = peer.includes(':') ? `"[${peer}]"` : peer;
-  const own = `for=${node};proto=http${host ? `;host="${host.replace(/"/g, '')}"` : ''}`;
+  const own = `for=${node};proto=${proto}${host ? `;host="${host.replace(/"/g, '')}"` : ''}`;
   const priorFwd = ctx.req.headers.forwarded;
   headers.forwarded = peerTrusted && typeof priorFwd === 'string' && priorFwd !== '' ? `${priorFwd}, ${own}` : own;
 }

@@ -5,12 +5,15 @@
  * period that grows with each ejection, as Envoy's outlier detection does.
  * Agents outlive policy reloads when the upstream's definition is unchanged.
  */
-import { Agent } from 'node:http';
+import type { Agent } from 'node:http';
 import type { Clock } from '../clock.js';
-import type { Target, UpstreamPolicy } from '../policy/types.js';
+import type { Target, UpstreamPolicy, UpstreamProtocol } from '../policy/types.js';
+import { createAgent, createH2, sameTransport, type H2Target } from './clients/index.js';
 
 export class PooledTarget {
   readonly agent: Agent;
+  /** The target's HTTP/2 session holder (protocol h2 or h2c); undefined for HTTP/1.1. */
+  readonly h2: H2Target | undefined;
   consecutiveFailures = 0;
   /** Clock time until which the target is out of rotation (0: in rotation). */
   ejectedUntil = 0;
@@ -20,15 +23,11 @@ export class PooledTarget {
   constructor(
     readonly target: Target,
     ka: UpstreamPolicy['keepAlive'],
+    protocol: UpstreamProtocol = 'http1',
+    connectTimeoutMs = 5_000,
   ) {
-    this.agent = new Agent({
-      keepAlive: true,
-      maxSockets: ka.maxSockets,
-      maxFreeSockets: ka.maxFreeSockets,
-      // Idle pooled sockets are closed before a typical backend's keep-alive timeout would.
-      timeout: ka.idleTimeoutMs,
-      scheduling: 'lifo',
-    });
+    this.agent = createAgent(target, ka);
+    this.h2 = createH2(target, protocol, ka, connectTimeoutMs);
   }
 }
 
@@ -47,7 +46,7 @@ export class UpstreamPool {
     public upstream: UpstreamPolicy,
     private readonly clock: Clock,
   ) {
-    this.members = upstream.targets.map((t) => new PooledTarget(t, upstream.keepAlive));
+    this.members = upstream.targets.map((t) => new PooledTarget(t, upstream.keepAlive, upstream.protocol, upstream.connectTimeoutMs));
   }
 
   get size(): number {
@@ -105,13 +104,15 @@ export class UpstreamPool {
       a.targets.every((t, i) => t.url === u.targets[i]!.url) &&
       a.keepAlive.maxSockets === u.keepAlive.maxSockets &&
       a.keepAlive.maxFreeSockets === u.keepAlive.maxFreeSockets &&
-      a.keepAlive.idleTimeoutMs === u.keepAlive.idleTimeoutMs
+      a.keepAlive.idleTimeoutMs === u.keepAlive.idleTimeoutMs &&
+      sameTransport(a, u)
     );
   }
 
   /** No longer used by new requests: idle sockets close now, busy ones when their request ends. */
   retire(): void {
     for (const m of this.members) {
+      m.h2?.retire();
       m.agent.maxFreeSockets = 0;
       for (const list of Object.values(m.agent.freeSockets)) for (const s of list ?? []) s.destroy();
     }
@@ -119,6 +120,9 @@ export class UpstreamPool {
 
   /** Closes every socket, busy or not (shutdown). */
   close(): void {
-    for (const m of this.members) m.agent.destroy();
+    for (const m of this.members) {
+      m.agent.destroy();
+      m.h2?.destroy();
+    }
   }
 }

@@ -3,7 +3,7 @@
  * settles exactly once, when the response has finished, failed, or the client
  * went away, so the caller can release the request's permit in one place.
  */
-import { request, type ClientRequest, type IncomingMessage, type RequestOptions, type OutgoingHttpHeaders } from 'node:http';
+import { type ClientRequest, type IncomingMessage, type RequestOptions, type OutgoingHttpHeaders } from 'node:http';
 import type { Socket } from 'node:net';
 import proxy from 'http2-proxy';
 import { ProxyError } from '../errors.js';
@@ -13,6 +13,8 @@ import type { PooledTarget, UpstreamPool } from './pool.js';
 import type { Policy } from '../policy/types.js';
 import { addForwardedHeaders } from './headers.js';
 import { applyFraming, guardBody, framingOf, type BodyFraming } from './framing.js';
+import { describeTlsError, openRequest } from './clients/index.js';
+import { grpcStatusToTrailers } from '../accept/grpc.js';
 
 /** Hooks other stages attach to the forwarding of one request (tracing, shaping). */
 export interface ForwardHooks {
@@ -59,11 +61,10 @@ const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS']);
 function onReq(req: InboundRequest, options: RequestOptions): ClientRequest {
   const a = (req as WithState)[kState]!;
   const headers = (options.headers ??= {}) as OutgoingHttpHeaders;
-  options.agent = a.member.agent;
   addForwardedHeaders(headers, a.ctx, a.opts.peerTrusted(a.ctx));
   applyFraming(headers, a.framing);
   a.opts.hooks.onUpstreamHeaders?.(a.ctx, headers);
-  const up = request(options);
+  const up = openRequest(a.member, options);
   a.upstreamReq = up;
   if (a.ctx.maxBodySize !== Infinity) limitBody(up, a);
   if (hasPendingBody(req, a.framing)) watchBody(req, a);
@@ -125,7 +126,8 @@ function onUpstreamIdle(this: ClientRequest): void {
 }
 
 function onSocket(this: ClientRequest, socket: Socket): void {
-  if (socket.connecting) socket.once('connect', onConnect.bind(this));
+  // A new TLS connection counts as made when its handshake is done (the connect timeout covers the handshake).
+  if (socket.connecting) socket.once((socket as { encrypted?: boolean }).encrypted ? 'secureConnect' : 'connect', onConnect.bind(this));
   else onConnect.call(this);
 }
 
@@ -168,8 +170,10 @@ function onRes(req: InboundRequest, res: InboundResponse, proxyRes: IncomingMess
   const timing = `queue;dur=${ctx.queueMs.toFixed(1)}, upstream;dur=${ctx.upstreamMs.toFixed(1)}`;
   const prior = headers['server-timing'];
   headers['server-timing'] = prior ? `${prior}, ${timing}` : timing;
+  const grpcTrailers = grpcStatusToTrailers(headers, res);
   (res as { writeHead(s: number, h: object): unknown }).writeHead(ctx.status, headers);
   const body = a.opts.hooks.responseBody ? a.opts.hooks.responseBody(ctx, proxyRes) : proxyRes;
+  if (grpcTrailers) proxyRes.once('end', () => res.addTrailers(grpcTrailers));
   if (proxyRes.trailers && res.addTrailers) proxyRes.once('end', () => res.addTrailers(proxyRes.trailers));
   body.pipe(res as NodeJS.WritableStream);
 }
@@ -178,6 +182,8 @@ function mapError(err: unknown, ctx: RequestContext, target: string, upstream: s
   if (err instanceof ProxyError) return err;
   const e = err as NodeJS.ErrnoException & { connectedSocket?: boolean };
   const className = ctx.klass?.name;
+  const tls = describeTlsError(err);
+  if (tls) return new ProxyError('UPSTREAM_TLS', `upstream '${upstream}' (${target}): ${tls}`, { className, cause: err });
   if (!e.connectedSocket || ['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN'].includes(e.code ?? '')) {
     return new ProxyError('UPSTREAM_UNREACHABLE', `upstream '${upstream}' (${target}) unreachable: ${e.code ?? e.message}`, {
       className,

@@ -12,7 +12,9 @@
  */
 import { request, type ClientRequest, type IncomingMessage, type RequestOptions, type OutgoingHttpHeaders } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { request as httpsRequest } from 'node:https';
 import proxy from 'http2-proxy';
+import { tlsConnectOptions } from './clients/tls.js';
 import { ProxyError } from '../errors.js';
 import type { Clock, TimerHandle } from '../clock.js';
 import type { RequestContext } from '../accept/context.js';
@@ -56,7 +58,9 @@ export async function forwardWebSocket(
         const headers = (options.headers ??= {}) as OutgoingHttpHeaders;
         addForwardedHeaders(headers, ctx, o.peerTrusted);
         o.onUpstreamHeaders?.(ctx, headers);
-        const up = request(options);
+        // wss:// to an https:// target, with the upstream's TLS settings (an HTTP/1.1 upgrade, whatever its protocol).
+        const tls = member.target.tls;
+        const up = tls ? httpsRequest({ ...options, ...tlsConnectOptions(tls) }) : request(options);
         attempt.upstreamReq = up;
         ctx.upstreamStart = o.clock.now();
         const first = Math.min(u.connectTimeoutMs, u.timeoutMs);

@@ -3,11 +3,12 @@
  * unique names, regexes, CIDRs, reserves) and the resolved, frozen `Policy`.
  */
 import type { RawPolicy, RawClass, RawUpstream, RawValueMatcher, RawClassMatch } from './schema.js';
-import type { ClassPolicy, Policy, RoutePolicy, UpstreamPolicy, RateLimitPolicy, BandwidthPolicy, Target, HostRewrite } from './types.js';
+import type { ClassPolicy, Policy, RoutePolicy, UpstreamPolicy, RateLimitPolicy, BandwidthPolicy, Target, HostRewrite, TlsClientPolicy } from './types.js';
 import { isValidAuthority } from '../accept/host.js';
 import { parseCidr, parseDuration, parseRate, parseSize, type Cidr } from './units.js';
 import type { PolicyIssue, Positions, LoadResult } from './load.js';
 import { referencedPath, referencedPaths } from './files.js';
+import { compileListeners, compileUpstreamTransport } from './tls.js';
 
 type Path = (string | number)[];
 
@@ -95,11 +96,14 @@ class Checker {
   }
 }
 
-function compileTarget(url: string, c: Checker, path: Path): Target {
+function compileTarget(url: string, c: Checker, path: Path, tlsFor?: (hostname: string) => TlsClientPolicy | undefined): Target {
   try {
     const u = new URL(url);
-    const port = u.port === '' ? 80 : Number(u.port);
-    return Object.freeze({ url: `http://${u.host}`, hostname: u.hostname.replace(/^\[|\]$/g, ''), port });
+    const https = u.protocol === 'https:';
+    const port = u.port === '' ? (https ? 443 : 80) : Number(u.port);
+    const hostname = u.hostname.replace(/^\[|\]$/g, '');
+    const tls = tlsFor?.(hostname);
+    return Object.freeze({ url: `${https ? 'https' : 'http'}://${u.host}`, hostname, port, ...(tls ? { tls } : {}) });
   } catch {
     c.fail(path, `not a valid http://HOST:PORT target: ${JSON.stringify(url)}`);
     return { url, hostname: '', port: 0 };
@@ -116,13 +120,16 @@ function compileHostRewrite(v: string | undefined, c: Checker, p: Path): HostRew
 const CLIENT_HOST: HostRewrite = Object.freeze({ kind: 'client' });
 const TARGET_HOST: HostRewrite = Object.freeze({ kind: 'target' });
 
-function compileUpstream(u: RawUpstream, i: number, c: Checker): UpstreamPolicy {
+function compileUpstream(u: RawUpstream, i: number, c: Checker, file: string, files: ReadonlyMap<string, string>): UpstreamPolicy {
+
   const p: Path = ['upstreams', i];
   const ka = u.keepAlive ?? {};
   const od = u.outlierDetection ?? {};
+  const transport = compileUpstreamTransport(u, i, file, files, (path, m) => c.fail(path, m));
   return Object.freeze({
     name: u.name,
-    targets: Object.freeze(u.targets.map((t, j) => compileTarget(t, c, [...p, 'targets', j]))),
+    targets: Object.freeze(u.targets.map((t, j) => compileTarget(t, c, [...p, 'targets', j], transport.tlsFor))),
+    protocol: transport.protocol,
     maxConcurrent: u.maxConcurrent ?? Infinity,
     timeoutMs: c.duration(u.timeout, DEFAULTS.upstreamTimeout, [...p, 'timeout']),
     connectTimeoutMs: c.duration(u.connectTimeout, DEFAULTS.connectTimeout, [...p, 'connectTimeout']),
@@ -150,6 +157,8 @@ function checkClassMatch(m: RawClassMatch | undefined, c: Checker, p: Path): voi
   c.valueMap(m.jwtClaims, [...p, 'jwtClaims']);
   if (m.pathRegex !== undefined) c.regex(m.pathRegex, [...p, 'pathRegex']);
   c.cidrs(m.clientIp, [...p, 'clientIp']);
+  const cc = m.clientCert;
+  if (cc) for (const k of ['subject', 'cn', 'san'] as const) if (cc[k] !== undefined) c.valueMap({ [k]: cc[k] }, [...p, 'clientCert']);
 }
 
 function compileRateLimit(r: RawClass['rateLimit'], c: Checker, p: Path): RateLimitPolicy | undefined {
@@ -212,7 +221,7 @@ export function compilePolicy(raw: RawPolicy, file: string, pos: Positions, file
   c.unique(raw.upstreams.map((u) => u.name), (i) => ['upstreams', i, 'name'], 'upstream');
   const upstreams = new Map<string, UpstreamPolicy>();
   raw.upstreams.forEach((u, i) => {
-    if (!upstreams.has(u.name)) upstreams.set(u.name, compileUpstream(u, i, c));
+    if (!upstreams.has(u.name)) upstreams.set(u.name, compileUpstream(u, i, c, file, files));
   });
 
   const maxBodySize = c.size(raw.limits?.maxBodySize, ['limits', 'maxBodySize']) ?? Infinity;
@@ -324,11 +333,18 @@ export function compilePolicy(raw: RawPolicy, file: string, pos: Positions, file
     c.fail(['trustedHeaders'], 'trustedHeaders needs trustedProxies: with no trusted peer these headers would always be removed');
   }
 
+  const listeners = compileListeners(raw.listen, file, files, (path, m) => c.fail(path, m));
+  if (classes.some((k) => k.match?.clientCert) && !listeners.some((l) => l.tls?.clientCa)) {
+    const at = rawClasses.findIndex((k) => k.match?.clientCert);
+    c.fail(['classes', at, 'match', 'clientCert'], 'match.clientCert needs a TLS listener with clientCa (listen.tls.clientCa)');
+  }
+
   if (c.issues.length > 0 || !defaultClass) return { ok: false, issues: c.issues };
 
   const policy: Policy = Object.freeze({
     source: file,
-    listen: Object.freeze({ ...DEFAULTS.listen, ...raw.listen }),
+    listen: Object.freeze({ host: listeners[0]!.host, port: listeners[0]!.port }),
+    listeners: Object.freeze(listeners),
     admin: Object.freeze({
       host: raw.admin?.host ?? DEFAULTS.admin.host,
       port: raw.admin?.port ?? DEFAULTS.admin.port,

@@ -1,4 +1,5 @@
 import { dirname, resolve } from 'node:path';
+import { tlsFileRefs } from './tls.js';
 
 /** Files a policy refers to (secretFile, jwksFile) are relative to the policy's folder. */
 export function referencedPath(policyFile: string, ref: string): string {
@@ -15,7 +16,7 @@ export function referencedPaths(raw: unknown, policyFile: string): string[] {
   const r = raw as { identity?: { jwt?: { secretFile?: unknown; jwksFile?: unknown } }; admin?: { tokenFile?: unknown } } | null | undefined;
   const jwt = r?.identity?.jwt;
   const out: string[] = [];
-  for (const ref of [jwt?.secretFile, jwt?.jwksFile, r?.admin?.tokenFile]) {
+  for (const ref of [jwt?.secretFile, jwt?.jwksFile, r?.admin?.tokenFile, ...tlsFileRefs(raw)]) {
     if (typeof ref === 'string') out.push(referencedPath(policyFile, ref));
   }
   return [...new Set(out)];

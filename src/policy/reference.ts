@@ -35,6 +35,11 @@ function walk(n: Node, path: string, required: boolean, rows: string[][]): void 
       walk(v, path ? `${path}.${k}` : k, n.required?.includes(k) ?? false, rows);
     }
   }
+  // "One mapping or a list of them" (listen): the mapping's keys, listed once.
+  const one = n.anyOf?.length === 2 ? n.anyOf.find((m) => m.properties) : undefined;
+  if (one && n.anyOf!.some((m) => m.type === 'array' && m.items?.properties)) {
+    for (const [k, v] of Object.entries(one.properties!)) walk(v, `${path}.${k}`, one.required?.includes(k) ?? false, rows);
+  }
   if (n.type === 'array' && n.items?.properties) walk({ ...n.items, description: undefined } as Node, `${path}[]`, false, rows.length ? rows : rows);
 }
 

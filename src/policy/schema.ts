@@ -46,12 +46,51 @@ const ValueMatcher = Type.Union(
 const ValueMap = (what: string) =>
   Type.Record(Type.String({ minLength: 1 }), ValueMatcher, { description: `${what} name to matcher; all must hold.` });
 
+const TlsVersion = Type.Union([Type.Literal('TLSv1.2'), Type.Literal('TLSv1.3')], {
+  description: 'TLSv1.2 or TLSv1.3.',
+  errorMessage: 'TLSv1.2 or TLSv1.3',
+});
+
+export const ListenTls = Strict(
+  {
+    cert: Type.Optional(Type.String({ description: 'PEM certificate (chain) file, relative to the policy file. Give cert + key, or certificates.' })),
+    key: Type.Optional(Type.String({ description: 'PEM private key file of cert.' })),
+    certificates: Type.Optional(Type.Array(
+      Strict({
+        cert: Type.String({ description: 'PEM certificate (chain) file.' }),
+        key: Type.String({ description: 'PEM private key file.' }),
+        serverNames: Type.Optional(Type.Array(Type.String({ minLength: 1 }), {
+          minItems: 1,
+          description: 'SNI names this certificate answers; "*.example.com" matches one label. Default: the names in the certificate.',
+        })),
+      }),
+      { minItems: 1, description: 'Several certificates chosen by SNI; the first is the default for unknown names and clients without SNI.' },
+    )),
+    minVersion: Type.Optional({ ...TlsVersion, description: 'Oldest TLS version accepted. Default TLSv1.2.' }),
+    clientCa: Type.Optional(Type.String({ description: 'PEM CA bundle that client certificates are verified against (mTLS). Default: no client certificates asked.' })),
+    requireClientCert: Type.Optional(Type.Boolean({ description: 'true: handshakes without a certificate verified by clientCa fail. Default false (a certificate is asked for and, when valid, usable by match.clientCert).' })),
+  },
+  { description: 'TLS on this listener, with ALPN h2 and http/1.1 on the one port. Files are re-read on reload.' },
+);
+
 export const Listen = Strict(
   {
     host: Type.Optional(Type.String({ default: '127.0.0.1', description: 'Address to bind. Default 127.0.0.1.' })),
     port: Type.Optional(Port('Port to bind; 0 picks an ephemeral port. Default 8080.')),
+    tls: Type.Optional(ListenTls),
   },
-  { description: 'Proxy listener: HTTP/1.1 and HTTP/2 cleartext (prior knowledge) on one port.' },
+  { description: 'Proxy listener: HTTP/1.1 and HTTP/2 cleartext (prior knowledge) on one port; with tls, HTTPS with ALPN h2 and http/1.1.' },
+);
+
+export const UpstreamTls = Strict(
+  {
+    ca: Type.Optional(Type.String({ description: 'PEM CA bundle the upstream certificate is verified against. Default: the system roots.' })),
+    servername: Type.Optional(Type.String({ description: 'SNI name sent and checked against the certificate. Default: the target host name (none for an IP address, which is then checked against IP SANs).' })),
+    cert: Type.Optional(Type.String({ description: 'PEM client certificate file sluice presents (mTLS to the upstream).' })),
+    key: Type.Optional(Type.String({ description: 'PEM private key of cert.' })),
+    insecureSkipVerify: Type.Optional(Type.Boolean({ description: 'true: accept any upstream certificate (testing only). Default false.' })),
+  },
+  { description: 'TLS to https:// targets. Verification is on by default.' },
 );
 
 export const Admin = Strict(
@@ -66,10 +105,15 @@ export const Admin = Strict(
 
 export const Upstream = Strict({
   name: Name('Unique upstream name, referenced by routes.'),
-  targets: Type.Array(Type.String({ pattern: '^http://[^/\\s]+/?$', description: 'http://HOST:PORT' }), {
+  targets: Type.Array(Type.String({ pattern: '^https?://[^/\\s]+/?$', description: 'http://HOST:PORT or https://HOST:PORT' }), {
     minItems: 1,
-    description: 'One or more http://HOST:PORT targets, used round-robin.',
+    description: 'One or more http://HOST:PORT or https://HOST:PORT targets (all of one scheme), used round-robin.',
   }),
+  protocol: Type.Optional(Type.Union([Type.Literal('http1'), Type.Literal('h2'), Type.Literal('h2c')], {
+    description: 'http1: HTTP/1.1 keep-alive pool (default); h2: HTTP/2 over TLS (ALPN, https:// targets); h2c: HTTP/2 prior knowledge (http:// targets). HTTP/2 uses one multiplexed session per target.',
+    errorMessage: 'http1, h2 or h2c',
+  })),
+  tls: Type.Optional(UpstreamTls),
   maxConcurrent: Type.Optional(Type.Integer({
     minimum: 1,
     description: 'Never more requests in flight to this upstream (all targets together). Default: unlimited.',
@@ -138,6 +182,15 @@ export const ClassMatch = Strict(
       description: 'CIDRs or addresses (IPv4/IPv6) of the client, as decided by trustedProxies.',
     })),
     jwtClaims: Type.Optional(ValueMap('Claim of the verified JWT (see identity)')),
+    clientCert: Type.Optional(Strict(
+      {
+        present: Type.Optional(Type.Boolean({ description: 'true: any client certificate verified by listen.tls.clientCa; false: none.' })),
+        subject: Type.Optional({ ...ValueMatcher, description: 'Subject DN of the verified certificate, as "CN=partner,O=Example" (RFC 4514 order as sent).' }),
+        cn: Type.Optional({ ...ValueMatcher, description: 'Subject common name of the verified certificate.' }),
+        san: Type.Optional({ ...ValueMatcher, description: 'Any subjectAltName entry of the verified certificate, without its type prefix (a DNS name, URI, e-mail or IP).' }),
+      },
+      { description: 'The client certificate verified by listen.tls.clientCa (mTLS). An unverified certificate matches nothing.' },
+    )),
   },
   { description: 'All given conditions must hold.' },
 );
@@ -233,7 +286,9 @@ export const TelemetrySettings = Strict(
 export const PolicySchema = Strict(
   {
     $schema: Type.Optional(Type.String()),
-    listen: Type.Optional(Listen),
+    listen: Type.Optional(Type.Union([Listen, Type.Array(Listen, { minItems: 1 })], {
+      description: 'One listener, or a list of them (e.g. TLS on 8443 beside cleartext on 8080). --port overrides the first.',
+    })),
     admin: Type.Optional(Admin),
     trustedProxies: Type.Optional(
       Type.Array(Type.String(), {
@@ -321,3 +376,6 @@ export type RawRateLimit = Static<typeof RateLimit>;
 export type RawBandwidth = Static<typeof Bandwidth>;
 export type RawIdentity = Static<typeof Identity>;
 export type RawPathNormalization = Static<typeof PathNormalization>;
+export type RawListen = Static<typeof Listen>;
+export type RawListenTls = Static<typeof ListenTls>;
+export type RawUpstreamTls = Static<typeof UpstreamTls>;

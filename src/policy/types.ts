@@ -9,6 +9,46 @@ export interface Target {
   readonly url: string;
   readonly hostname: string;
   readonly port: number;
+  /** TLS client settings for an https:// target; undefined for http://. */
+  readonly tls?: TlsClientPolicy;
+}
+
+/** How sluice speaks to an upstream's targets (upstreams[].protocol). */
+export type UpstreamProtocol = 'http1' | 'h2' | 'h2c';
+
+/** TLS to an https:// target: PEM contents, read when the policy loads. */
+export interface TlsClientPolicy {
+  readonly ca?: string;
+  /** SNI name and the name checked against the certificate; '' for none (IP targets). */
+  readonly servername: string;
+  readonly cert?: string;
+  readonly key?: string;
+  /** false only with insecureSkipVerify: true. */
+  readonly rejectUnauthorized: boolean;
+}
+
+/** One certificate of a TLS listener, with the SNI names it answers. */
+export interface TlsCertificate {
+  readonly certFile: string;
+  readonly cert: string;
+  readonly key: string;
+  /** Lower-case names, "*.example.com" for one label; empty: only as the default. */
+  readonly serverNames: readonly string[];
+}
+
+/** listen[].tls, files already read and checked (cert matches key). */
+export interface TlsServerPolicy {
+  /** The first is the default (no SNI, or no name matched). */
+  readonly certificates: readonly TlsCertificate[];
+  readonly minVersion: 'TLSv1.2' | 'TLSv1.3';
+  readonly clientCa?: string;
+  readonly requireClientCert: boolean;
+}
+
+export interface ListenPolicy {
+  readonly host: string;
+  readonly port: number;
+  readonly tls?: TlsServerPolicy;
 }
 
 /**
@@ -22,6 +62,8 @@ export interface UpstreamPolicy {
   /** Host sent upstream; `{ kind: 'client' }` unless `hostRewrite` is configured. */
   readonly hostRewrite: HostRewrite;
   readonly targets: readonly Target[];
+  /** http1 (default), h2 (TLS + ALPN) or h2c (prior knowledge). */
+  readonly protocol: UpstreamProtocol;
   /** Infinity when not configured. */
   readonly maxConcurrent: number;
   readonly timeoutMs: number;
@@ -103,6 +145,8 @@ export interface Policy {
   /** File the policy was read from (for messages and reload). */
   readonly source: string;
   readonly listen: { readonly host: string; readonly port: number };
+  /** Every listener; the first is `listen` (the one --port overrides). */
+  readonly listeners: readonly ListenPolicy[];
   readonly admin: { readonly host: string; readonly port: number; readonly token?: string };
   /** Lower-case header names removed from requests of untrusted peers. */
   readonly trustedHeaders: readonly string[];

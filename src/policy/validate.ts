@@ -116,9 +116,20 @@ export function validateSchema(doc: unknown): SchemaIssue[] {
   const validate = validator();
   if (validate(doc)) return [];
   const errors = validate.errors ?? [];
-  // Errors raised inside the branches of an anyOf repeat what the anyOf says; keep the anyOf one.
-  const unions = errors.filter((e) => e.keyword === 'anyOf').map((e) => e.schemaPath.replace(/\/anyOf$/, '/anyOf/'));
-  const kept = errors.filter((e) => !unions.some((u) => e.schemaPath.startsWith(u)));
+  // Errors raised inside the branches of an anyOf repeat what the anyOf says; keep the anyOf one,
+  // unless the value's shape picks one mapping branch ("a mapping or a list of them", e.g. listen):
+  // then that branch's own errors say more.
+  const unions = errors.filter((e) => e.keyword === 'anyOf');
+  const chosen = new Map(unions.map((e) => [e, shapeBranch(e)]));
+  const kept = errors.filter((e) => {
+    for (const u of unions) {
+      const prefix = u.schemaPath.replace(/\/anyOf$/, '/anyOf/');
+      const branch = chosen.get(u);
+      if (e === u && branch !== undefined) return false;
+      if (e.schemaPath.startsWith(prefix)) return branch !== undefined && e.schemaPath.startsWith(`${prefix}${branch}/`);
+    }
+    return true;
+  });
   const issues: SchemaIssue[] = [];
   const seen = new Set<string>();
   for (const e of kept) {
@@ -131,4 +142,13 @@ export function validateSchema(doc: unknown): SchemaIssue[] {
     issues.push({ path, atKey: m.atKey, message: m.message });
   }
   return issues;
+}
+
+/** The one anyOf branch that is a mapping (or a list of mappings) when the value has that shape. */
+function shapeBranch(e: ErrorObject): number | undefined {
+  const branches = (Array.isArray(e.schema) ? e.schema : []) as { type?: string; properties?: object; items?: { properties?: object } }[];
+  const want = Array.isArray(e.data) ? 'array' : e.data !== null && typeof e.data === 'object' ? 'object' : undefined;
+  if (!want) return undefined;
+  const idx = branches.flatMap((b, i) => (b.type === want && (b.properties || b.items?.properties) ? [i] : []));
+  return idx.length === 1 && branches.filter((b) => b.type === want).length === 1 ? idx[0] : undefined;
 }

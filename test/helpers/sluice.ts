@@ -9,7 +9,10 @@ export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const CLI = join(ROOT, 'dist', 'cli.js');
 
 export interface RunningSluice {
+  /** The first listener: http:// or https://. */
   url: string;
+  /** Further listeners (listen as a list), in policy order. */
+  also: string[];
   admin: string;
   proc: ChildProcess;
   configFile: string;
@@ -44,7 +47,7 @@ export async function startSluiceFile(configFile: string, args: string[] = [], e
   const ready = await new Promise<RegExpMatchArray>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`sluice did not start in 15s\nstdout: ${out}\nstderr: ${err}`)), 15_000);
     const check = (): void => {
-      const m = /sluice listening on (http:\/\/\S+) admin (http:\/\/\S+)/.exec(out);
+      const m = /sluice listening on (https?:\/\/\S+) admin (http:\/\/\S+)(?: also ([^\n]+))?\n/.exec(out);
       if (m) {
         clearTimeout(timer);
         proc.stdout!.off('data', check);
@@ -60,6 +63,7 @@ export async function startSluiceFile(configFile: string, args: string[] = [], e
   const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
   return {
     url: ready[1]!,
+    also: ready[3] ? ready[3].split(' ') : [],
     admin: ready[2]!,
     proc,
     configFile,
