@@ -12,6 +12,7 @@ import type { InboundRequest, InboundResponse, RequestContext } from '../accept/
 import type { PooledTarget, UpstreamPool } from './pool.js';
 import type { Policy } from '../policy/types.js';
 import { addForwardedHeaders } from './headers.js';
+import { applyRequestRules, applyResponseRules } from './rewrite.js';
 
 /** Hooks other stages attach to the forwarding of one request (tracing, shaping). */
 export interface ForwardHooks {
@@ -57,6 +58,7 @@ function onReq(req: InboundRequest, options: RequestOptions): ClientRequest {
   options.agent = a.member.agent;
   addForwardedHeaders(headers, a.ctx, a.opts.peerTrusted(a.ctx));
   a.opts.hooks.onUpstreamHeaders?.(a.ctx, headers);
+  applyRequestRules(a.ctx, options);
   const up = request(options);
   a.upstreamReq = up;
   if (a.ctx.maxBodySize !== Infinity) limitBody(up, a);
@@ -160,6 +162,8 @@ function onRes(req: InboundRequest, res: InboundResponse, proxyRes: IncomingMess
   const timing = `queue;dur=${ctx.queueMs.toFixed(1)}, upstream;dur=${ctx.upstreamMs.toFixed(1)}`;
   const prior = headers['server-timing'];
   headers['server-timing'] = prior ? `${prior}, ${timing}` : timing;
+  applyResponseRules(ctx, headers);
+  a.pool.onResponse(ctx, a.member, headers);
   (res as { writeHead(s: number, h: object): unknown }).writeHead(ctx.status, headers);
   const body = a.opts.hooks.responseBody ? a.opts.hooks.responseBody(ctx, proxyRes) : proxyRes;
   if (proxyRes.trailers && res.addTrailers) proxyRes.once('end', () => res.addTrailers(proxyRes.trailers));
@@ -197,8 +201,12 @@ export async function forward(
   opts: ForwardOptions,
   policy: Policy,
 ): Promise<ProxyError | undefined> {
+  let refusedBy: PooledTarget | undefined;
+  let lastError: ProxyError | undefined;
   for (let attempt = 0; ; attempt++) {
-    const member = pool.pick();
+    const member = pool.choose(ctx, refusedBy);
+    if (!member) return lastError ?? noHealthyTarget(ctx, pool);
+    member.active++;
     const a: Attempt = { ctx, member, pool, opts, timer: undefined, upstreamReq: undefined, policy };
     (ctx.req as WithState)[kState] = a;
     try {
@@ -222,13 +230,24 @@ export async function forward(
       // A target that refused the connection saw nothing (the body is read only once connected): try another.
       const refused = e.connectedSocket === false && mapped.code === 'UPSTREAM_UNREACHABLE' && pool.size > 1;
       if (!staleSocket && mapped.code !== 'BODY_TOO_LARGE') pool.failed(member);
+      if (refused) refusedBy = member;
+      lastError = mapped;
       if (attempt === 0 && !ctx.res.headersSent && (staleSocket || refused)) continue;
       return mapped;
     } finally {
+      member.active--;
       a.timer?.cancel();
       (ctx.req as WithState)[kState] = undefined;
     }
   }
+}
+
+/** Every target fails its active health check: a fast 503 instead of a connect attempt. */
+export function noHealthyTarget(ctx: RequestContext, pool: UpstreamPool): ProxyError {
+  return new ProxyError('NO_HEALTHY_UPSTREAM', `upstream '${pool.upstream.name}': no target passes its health check`, {
+    className: ctx.klass?.name,
+    retryAfterMs: pool.retryAfterMs(),
+  });
 }
 
 function onReqTagged(req: InboundRequest, options: RequestOptions): ClientRequest {
