@@ -24,6 +24,7 @@ import type { Logger } from './telemetry/log.js';
 import { Admission, type AdmitDecision, type ClassLimiter } from './admit/index.js';
 import { Shaping, type Direction } from './shape/index.js';
 import type { TimerHandle } from './clock.js';
+import { admissionGate } from './classify/access.js';
 
 /** Everything derived from one policy. Immutable once built. */
 export class Runtime {
@@ -253,6 +254,14 @@ export class Pipeline {
       this.finish(ctx, 'client_abort');
       return;
     }
+    // Access control and the all-targets-down 503, before any rate-limit token or queue slot is taken.
+    const refused = await admissionGate(ctx, rt.identity, rt.pools.get(ctx.route!.upstream.name));
+    if (refused) {
+      ctx.status = refused.status;
+      sendProblem(ctx.res, refused);
+      this.finish(ctx, 'rejected');
+      return;
+    }
     const max = Math.min(ctx.route!.maxBodySize, d.klass.maxBodySize);
     ctx.maxBodySize = max;
     if (max !== Infinity) {
@@ -305,11 +314,17 @@ export class Pipeline {
         this.finish(ctx, 'no_route');
         return;
       }
+      const refused = await admissionGate(ctx, rt.identity, rt.pools.get(ctx.route!.upstream.name));
+      if (refused) {
+        writeRawProblem(socket, refused);
+        this.finish(ctx, 'rejected');
+        return;
+      }
       const job: Job = {
         grant: (permit) => {
           ctx.dequeuedAt = this.clock.now();
           socket.off('close', onClose);
-          const target = rt.pools.get(ctx.route!.upstream.name)!.pick();
+          const target = rt.pools.get(ctx.route!.upstream.name)!.choose(ctx) ?? rt.pools.get(ctx.route!.upstream.name)!.pick();
           const done = (err?: unknown): void => {
             permit.release();
             if (err && !socket.destroyed) {
@@ -428,6 +443,7 @@ function writeRawProblem(socket: Duplex, err: ProxyError): void {
     `HTTP/1.1 ${err.status} ${ErrorCodes[err.code].title}\r\n` +
       'Content-Type: application/problem+json\r\n' +
       (retry !== undefined ? `Retry-After: ${retry}\r\n` : '') +
+      Object.entries(err.headers ?? {}).map(([k, v]) => `${k}: ${v}\r\n`).join('') +
       `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   );
 }

@@ -17,6 +17,7 @@
  * sessions of the targets it shares with the old one.
  */
 import { Agent } from 'node:http';
+import { ProxyError } from '../errors.js';
 import type { Clock } from '../clock.js';
 import type { RequestContext } from '../accept/context.js';
 import type { HashKey, Target, UpstreamPolicy } from '../policy/types.js';
@@ -260,9 +261,12 @@ export class UpstreamPool {
     return true;
   }
 
-  /** Seconds until the next round of checks could bring a target back (Retry-After). */
-  retryAfterMs(): number {
-    return this.u.healthCheck?.intervalMs ?? 1000;
+  /** The fast 503 of a request that finds no healthy target; Retry-After: the next round of checks. */
+  noTargetError(ctx: RequestContext): ProxyError {
+    return new ProxyError('NO_HEALTHY_UPSTREAM', `upstream '${this.u.name}': no target passes its health check`, {
+      className: ctx.klass?.name,
+      retryAfterMs: this.u.healthCheck?.intervalMs ?? 1000,
+    });
   }
 
   /**

@@ -205,7 +205,7 @@ export async function forward(
   let lastError: ProxyError | undefined;
   for (let attempt = 0; ; attempt++) {
     const member = pool.choose(ctx, refusedBy);
-    if (!member) return lastError ?? noHealthyTarget(ctx, pool);
+    if (!member) return lastError ?? pool.noTargetError(ctx);
     member.active++;
     const a: Attempt = { ctx, member, pool, opts, timer: undefined, upstreamReq: undefined, policy };
     (ctx.req as WithState)[kState] = a;
@@ -240,14 +240,6 @@ export async function forward(
       (ctx.req as WithState)[kState] = undefined;
     }
   }
-}
-
-/** Every target fails its active health check: a fast 503 instead of a connect attempt. */
-export function noHealthyTarget(ctx: RequestContext, pool: UpstreamPool): ProxyError {
-  return new ProxyError('NO_HEALTHY_UPSTREAM', `upstream '${pool.upstream.name}': no target passes its health check`, {
-    className: ctx.klass?.name,
-    retryAfterMs: pool.retryAfterMs(),
-  });
 }
 
 function onReqTagged(req: InboundRequest, options: RequestOptions): ClientRequest {
