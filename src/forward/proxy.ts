@@ -203,6 +203,7 @@ export async function forward(
 ): Promise<ProxyError | undefined> {
   let refusedBy: PooledTarget | undefined;
   let lastError: ProxyError | undefined;
+  const retried = { stale: false };
   for (let attempt = 0; ; attempt++) {
     const member = pool.choose(ctx, refusedBy);
     if (!member) return lastError ?? pool.noTargetError(ctx);
@@ -230,9 +231,13 @@ export async function forward(
       // A target that refused the connection saw nothing (the body is read only once connected): try another.
       const refused = e.connectedSocket === false && mapped.code === 'UPSTREAM_UNREACHABLE' && pool.size > 1;
       if (!staleSocket && mapped.code !== 'BODY_TOO_LARGE') pool.failed(member);
-      if (refused) refusedBy = member;
       lastError = mapped;
-      if (attempt === 0 && !ctx.res.headersSent && (staleSocket || refused)) continue;
+      // At most one retry of each kind: a stale pooled socket, then a refusing target (skipped on the retry).
+      if (!ctx.res.headersSent && ((staleSocket && !retried.stale) || (refused && refusedBy === undefined))) {
+        if (refused) refusedBy = member;
+        else retried.stale = true;
+        continue;
+      }
       return mapped;
     } finally {
       member.active--;
