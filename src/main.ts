@@ -12,6 +12,7 @@ import { createAdminServer } from './admin/server.js';
 import { Pipeline } from './pipeline.js';
 import { silentLogger, type Logger } from './telemetry/log.js';
 import { Telemetry } from './telemetry/index.js';
+import { targetsInRotation } from './forward/pool.js';
 
 export interface SluiceOptions {
   /** Overrides policy listen.port (0: ephemeral). */
@@ -55,6 +56,7 @@ export class Sluice {
       onShapedBytes: this.telemetry.onShapedBytes,
     });
     this.telemetry.observe(() => this.pipeline.scheduler.status());
+    this.telemetry.metrics.observeTargets(() => targetsInRotation(this.pipeline.runtime.pools));
     this.listener = new Listener(
       { request: this.pipeline.handle, upgrade: this.pipeline.upgrade },
       {

@@ -112,6 +112,13 @@ export function hashKeyOf(ctx: RequestContext, k: HashKey): string | undefined {
   }
 }
 
+/** Per-target rotation state of every pool, for the sluice_upstream_target_healthy gauge. */
+export function targetsInRotation(pools: ReadonlyMap<string, UpstreamPool>): { upstream: string; target: string; healthy: boolean }[] {
+  const out: { upstream: string; target: string; healthy: boolean }[] = [];
+  for (const p of pools.values()) for (const t of p.health()) out.push({ upstream: p.upstream.name, target: t.url, healthy: t.healthy && !t.ejected });
+  return out;
+}
+
 const MODE_STRICT = 0;
 const MODE_PANIC = 1;
 
