@@ -36,7 +36,8 @@ export interface GcraParams {
 export function gcraStep(tat: number, now: number, p: GcraParams, maxWaitMs: number, out: Take): number | undefined {
   const base = tat > now ? tat : now;
   const next = base + p.intervalMs;
-  const allowAt = next - p.burst * p.intervalMs;
+  // Not `next - burst·T`: (now + T) - T can round to just above now, refusing a fresh key's first request.
+  const allowAt = base - (p.burst - 1) * p.intervalMs;
   if (allowAt <= now) {
     out.waitMs = 0;
     out.rejected = false;

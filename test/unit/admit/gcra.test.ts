@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FakeClock } from '../../../src/clock.js';
-import { KeyedBuckets, type Take } from '../../../src/admit/gcra.js';
+import { KeyedBuckets, gcraStep, type Take } from '../../../src/admit/gcra.js';
 
 const out = (): Take => ({ waitMs: 0, rejected: false, remaining: 0 });
 
@@ -85,4 +85,13 @@ test('idle keys are swept; memory is bounded by the key cap', () => {
   assert.equal(b.size, 0);
   assert.equal(clock.pendingTimers(), 0, 'no timer left when nothing is tracked');
   b.close();
+});
+
+test("a fresh key's first request is admitted whatever the clock's fraction (no rounding refusal)", () => {
+  // (58.37720609136055 + 60000) - 60000 > 58.37720609136055 in binary floating point.
+  for (const now of [58.37720609136055, 0.1, 512.3456789, 1e9 + 0.3]) {
+    const t = out();
+    assert.notEqual(gcraStep(now, now, { intervalMs: 60_000, burst: 1 }, 0, t), undefined, `now ${now}`);
+    assert.equal(t.rejected, false);
+  }
 });
