@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startSluice } from '../helpers/sluice.js';
 import { startBackend } from '../helpers/backend.js';
+import { abortAfter, waitFor } from '../helpers/net.js';
 import { startBackends, closeAll, get, assertIdle, reload } from '../helpers/gateway.js';
 
 const targets = (bs: { url: string }[], weights?: number[]) =>
@@ -117,6 +118,30 @@ routes:
     assert.ok(moved / K > 0.04 && moved / K < 0.15, `moved ${moved}/${K}`);
     // Without the header: balanced round-robin, no error.
     assert.equal((await get(`${s.url}/nokey`)).status, 200);
+    await assertIdle(s);
+  } finally {
+    await s.stop();
+    await closeAll(bs);
+  }
+});
+
+test('clients that reset mid-request leave no request counted in flight on any target', async () => {
+  const bs = [await startBackend({ id: 'b0', delayMs: 300 }), await startBackend({ id: 'b1', delayMs: 300 })];
+  const s = await startSluice(`upstreams:
+  - name: app
+    balance: leastRequest
+    targets: [${bs[0]!.url}, ${bs[1]!.url}]
+routes:
+  - upstream: app
+`);
+  try {
+    await Promise.all(Array.from({ length: 20 }, (_, i) => abortAfter(`${s.url}/abort${i}`, 20 + (i % 5) * 60)));
+    await assertIdle(s);
+    await waitFor(() => bs.every((b) => b.inFlight === 0), 5000, 'backend exchanges ended');
+    // Still balanced afterwards: both targets serve (ties between idle targets are broken at random).
+    const ids = new Set<string>();
+    for (let i = 0; i < 24; i++) ids.add((await get(`${s.url}/after${i}`)).headers.get('x-backend-id')!);
+    assert.equal(ids.size, 2);
     await assertIdle(s);
   } finally {
     await s.stop();
