@@ -291,6 +291,7 @@ export class UpstreamPool {
       if (session !== member.token) appendSetCookie(headers, stickyCookie(sticky, member.token));
       return;
     }
+    // Wall-clock time on purpose: it is compared with the Expires date of a cookie.
     const change = appCookieFromResponse(headers['set-cookie'], sticky.name, Date.now());
     if (change?.kind === 'set') this.sessions.learn(change.value, member.target.url);
     else if (change?.kind === 'clear') {

@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startSluice } from '../helpers/sluice.js';
 import { startBackends, closeAll, get, assertIdle, status } from '../helpers/gateway.js';
-import { waitFor } from '../helpers/net.js';
+import { createServer, type Socket, type AddressInfo } from 'node:net';
+import { waitFor, closedPort } from '../helpers/net.js';
 
 const hc = '    healthCheck: { path: /healthz, interval: 100ms, timeout: 500ms, healthyThreshold: 2, unhealthyThreshold: 2 }';
 
@@ -90,6 +91,40 @@ routes:
     await assertIdle(s);
   } finally {
     await s.stop();
+    await closeAll(bs);
+  }
+});
+
+test('health checks fail on silence (timeout) and on refused connections; the healthy target takes all traffic', async () => {
+  const bs = await startBackends(1);
+  const sockets = new Set<Socket>();
+  const silent = createServer((s) => sockets.add(s)); // accepts, never answers
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+  const silentUrl = `http://127.0.0.1:${(silent.address() as AddressInfo).port}`;
+  const refusedUrl = `http://127.0.0.1:${await closedPort()}`;
+  const s = await startSluice(`upstreams:
+  - name: app
+    targets: [${silentUrl}, ${refusedUrl}, ${bs[0]!.url}]
+    healthCheck: { path: /healthz, interval: 100ms, timeout: 200ms, healthyThreshold: 1, unhealthyThreshold: 1 }
+routes:
+  - upstream: app
+`);
+  try {
+    await waitFor(async () => (await status(s)).upstreams[0]!.targets.filter((t) => !t.healthy).length === 2, 5000, 'two targets unhealthy');
+    const t = (await status(s)).upstreams[0]!.targets;
+    assert.match(t[0]!.check!.lastError, /no answer within 200 ms/);
+    assert.equal(t[1]!.check!.lastError, 'ECONNREFUSED');
+    assert.equal(t[2]!.healthy, true);
+    for (let i = 0; i < 10; i++) {
+      const r = await get(`${s.url}/x${i}`);
+      assert.equal(r.status, 200);
+      assert.equal(r.headers.get('x-backend-id'), 'b0');
+    }
+    await assertIdle(s);
+  } finally {
+    await s.stop();
+    for (const x of sockets) x.destroy();
+    silent.close();
     await closeAll(bs);
   }
 });
