@@ -19,6 +19,10 @@ export const ErrorCodes = {
   URI_TOO_LONG: { status: 414, title: 'Request target too long' },
   BAD_REQUEST: { status: 400, title: 'Bad request' },
   REQUEST_TIMEOUT: { status: 408, title: 'Request body stalled' },
+  UNAUTHORIZED: { status: 401, title: 'A valid identity is required' },
+  FORBIDDEN: { status: 403, title: 'Client address not allowed' },
+  METHOD_NOT_ALLOWED: { status: 405, title: 'Method not allowed on this route' },
+  NO_HEALTHY_UPSTREAM: { status: 503, title: 'No healthy upstream target' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof ErrorCodes;

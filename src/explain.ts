@@ -4,6 +4,7 @@ import { loadPolicyFile, formatIssue } from './policy/load.js';
 import { RequestContext, type InboundRequest, type InboundResponse } from './accept/context.js';
 import { Runtime } from './pipeline.js';
 import { systemClock } from './clock.js';
+import { explainGateway } from './forward/explain-gateway.js';
 
 export async function explain(argv: string[], fail: (msg: string, code?: number) => never): Promise<void> {
   const { values } = parseArgs({
@@ -44,6 +45,7 @@ export async function explain(argv: string[], fail: (msg: string, code?: number)
     priority: d?.klass.priority ?? null,
     rule: d ? d.rule : ctx.targetError !== undefined ? `refused with 400: ${ctx.targetError}` : 'no route matched: the request would get 404',
     identity: ctx.claims ? { verified: true, claims: ctx.claims } : rt.identity ? { verified: false } : undefined,
+    ...(d ? await explainGateway(ctx, rt.identity, rt.pools.get(ctx.route!.upstream.name)!) : {}),
   };
   rt.close();
   if (values.json) {
@@ -58,5 +60,8 @@ export async function explain(argv: string[], fail: (msg: string, code?: number)
     `rule:     ${out.rule}`,
   ];
   if (out.identity) lines.push(`identity: ${out.identity.verified ? 'verified JWT' : 'no valid token'}`);
+  if (out.access) lines.push(`access:   ${out.access.decision}${out.access.status ? ` ${out.access.status}` : ''} (${out.access.rule})`);
+  if (out.target) lines.push(`target:   ${out.target.url ?? '(none: 503)'} (${out.target.reason})`);
+  if (out.rewrite) lines.push(`rewrite:  ${out.rewrite.path}${out.rewrite.headers.length ? `; ${out.rewrite.headers.join('; ')}` : ''}`);
   process.stdout.write(`${lines.join('\n')}\n`);
 }

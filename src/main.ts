@@ -14,6 +14,7 @@ import { Pipeline } from './pipeline.js';
 import { silentLogger, type Logger } from './telemetry/log.js';
 import { Telemetry } from './telemetry/index.js';
 import { STORE_CONNECT_WAIT_MS } from './admit/index.js';
+import { targetsInRotation } from './forward/pool.js';
 
 export interface SluiceOptions {
   /** Overrides policy listen.port (0: ephemeral). */
@@ -60,6 +61,7 @@ export class Sluice {
       onShapedBytes: this.telemetry.onShapedBytes,
     });
     this.telemetry.observe(() => this.pipeline.scheduler.status());
+    this.telemetry.metrics.observeTargets(() => targetsInRotation(this.pipeline.runtime.pools));
     const handlers = { request: this.pipeline.handle, upgrade: this.pipeline.upgrade };
     const listenerOptions = {
       maxHeaderSize: policy.limits.maxHeaderSize,

@@ -30,8 +30,14 @@ export class IdentityVerifier {
 
   /** Claims of a valid token, or undefined (missing, malformed, expired, wrong key). */
   async verify(req: InboundRequest): Promise<Record<string, unknown> | undefined> {
+    const r = await this.check(req);
+    return r.ok ? r.claims : undefined;
+  }
+
+  /** Claims of a valid token, or why there are none (for 401 answers): missing, or jose's reason. */
+  async check(req: InboundRequest): Promise<{ ok: true; claims: Record<string, unknown> } | { ok: false; reason: string }> {
     const token = this.token(req);
-    if (!token) return undefined;
+    if (!token) return { ok: false, reason: 'no token presented' };
     try {
       const opts = {
         ...(this.p.issuer !== undefined ? { issuer: this.p.issuer } : {}),
@@ -41,9 +47,9 @@ export class IdentityVerifier {
       const { payload } = await (this.key instanceof Uint8Array
         ? jwtVerify(token, this.key, opts)
         : jwtVerify(token, this.key, opts));
-      return payload as Record<string, unknown>;
-    } catch {
-      return undefined;
+      return { ok: true, claims: payload as Record<string, unknown> };
+    } catch (err) {
+      return { ok: false, reason: `invalid token: ${(err as Error).message}` };
     }
   }
 }

@@ -15,6 +15,7 @@ import { addForwardedHeaders } from './headers.js';
 import { applyFraming, guardBody, framingOf, type BodyFraming } from './framing.js';
 import { describeTlsError, openRequest } from './clients/index.js';
 import { grpcStatusToTrailers } from '../accept/grpc.js';
+import { applyRequestRules, applyResponseRules } from './rewrite.js';
 
 /** Hooks other stages attach to the forwarding of one request (tracing, shaping). */
 export interface ForwardHooks {
@@ -64,6 +65,7 @@ function onReq(req: InboundRequest, options: RequestOptions): ClientRequest {
   addForwardedHeaders(headers, a.ctx, a.opts.peerTrusted(a.ctx));
   applyFraming(headers, a.framing);
   a.opts.hooks.onUpstreamHeaders?.(a.ctx, headers);
+  applyRequestRules(a.ctx, options);
   const up = openRequest(a.member, options);
   a.upstreamReq = up;
   if (a.ctx.maxBodySize !== Infinity) limitBody(up, a);
@@ -170,6 +172,8 @@ function onRes(req: InboundRequest, res: InboundResponse, proxyRes: IncomingMess
   const timing = `queue;dur=${ctx.queueMs.toFixed(1)}, upstream;dur=${ctx.upstreamMs.toFixed(1)}`;
   const prior = headers['server-timing'];
   headers['server-timing'] = prior ? `${prior}, ${timing}` : timing;
+  applyResponseRules(ctx, headers);
+  a.pool.onResponse(ctx, a.member, headers);
   const grpcTrailers = grpcStatusToTrailers(headers, res);
   (res as { writeHead(s: number, h: object): unknown }).writeHead(ctx.status, headers);
   const body = a.opts.hooks.responseBody ? a.opts.hooks.responseBody(ctx, proxyRes) : proxyRes;
@@ -221,9 +225,14 @@ export async function forward(
   inbound: InboundRequest = ctx.req,
 ): Promise<ProxyError | undefined> {
   const framing = framingOf(ctx.req);
+  let refusedBy: PooledTarget | undefined;
+  let lastError: ProxyError | undefined;
+  const retried = { stale: false };
   for (let attempt = 0; ; attempt++) {
     if (clientGone(ctx)) return undefined;
-    const member = pool.pick();
+    const member = pool.choose(ctx, refusedBy);
+    if (!member) return lastError ?? pool.noTargetError(ctx);
+    member.active++;
     const a: Attempt = { ctx, member, pool, opts, timer: undefined, upstreamReq: undefined, policy, framing };
     (inbound as WithState)[kState] = a;
     try {
@@ -248,9 +257,16 @@ export async function forward(
       // A target that refused the connection saw nothing (the body is read only once connected): try another.
       const refused = e.connectedSocket === false && mapped.code === 'UPSTREAM_UNREACHABLE' && pool.size > 1;
       if (!staleSocket && mapped.code !== 'BODY_TOO_LARGE') pool.failed(member);
-      if (attempt === 0 && !ctx.res.headersSent && (staleSocket || refused)) continue;
+      lastError = mapped;
+      // At most one retry of each kind: a stale pooled socket, then a refusing target (skipped on the retry).
+      if (!ctx.res.headersSent && ((staleSocket && !retried.stale) || (refused && refusedBy === undefined))) {
+        if (refused) refusedBy = member;
+        else retried.stale = true;
+        continue;
+      }
       return mapped;
     } finally {
+      member.active--;
       a.timer?.cancel();
       (inbound as WithState)[kState] = undefined;
     }

@@ -42,7 +42,7 @@ export async function forwardWebSocket(
   o: WebSocketForward,
   attempt: WebSocketAttempt,
 ): Promise<void> {
-  const member = pool.pick();
+  const member = pool.choose(ctx) ?? pool.pick();
   const u = pool.upstream;
   let timer: TimerHandle | undefined;
   let opened = false;

@@ -37,6 +37,7 @@ import { forwardWebSocket, type WebSocketAttempt } from '../forward/websocket.js
 import { RequestBody, hasBody } from '../forward/request-body.js';
 import { RateWatch } from '../forward/buffer.js';
 import type { Runtime } from './runtime.js';
+import { admissionGate } from '../classify/access.js';
 import { closerOf, watch, unwatch, type Watcher } from './client-watch.js';
 import type { Pipeline } from './index.js';
 
@@ -129,6 +130,13 @@ export class Exchange implements Job, Watcher {
     }
     if (!d) {
       this.settle('no_route', new ProxyError('NO_ROUTE', `no route for ${ctx.method} ${ctx.host}${ctx.path}`));
+      return;
+    }
+    // Access control and the all-targets-down 503, before any rate-limit token or queue slot is taken.
+    const refused = await admissionGate(ctx, rt.identity, rt.pools.get(ctx.route!.upstream.name));
+    if (this.ended) return;
+    if (refused) {
+      this.settle('rejected', refused);
       return;
     }
     const max = Math.min(ctx.route!.maxBodySize, d.klass.maxBodySize);

@@ -37,7 +37,7 @@ export class Runtime {
         // Timeouts and outlier settings are read per request, so the new ones apply at once.
         old.upstream = u;
         pools.set(u.name, old);
-      } else pools.set(u.name, new UpstreamPool(u, clock));
+      } else pools.set(u.name, new UpstreamPool(u, clock, old));
     }
     this.pools = pools;
   }

@@ -2,13 +2,14 @@
  * Semantic checks and defaults: what a JSON schema cannot say (units, references,
  * unique names, regexes, CIDRs, reserves) and the resolved, frozen `Policy`.
  */
-import type { RawPolicy, RawClass, RawUpstream, RawValueMatcher, RawClassMatch } from './schema.js';
 import type { ClassPolicy, Policy, RoutePolicy, UpstreamPolicy, RateLimitPolicy, BandwidthPolicy, Target, HostRewrite, TlsClientPolicy } from './types.js';
 import { isValidAuthority } from '../accept/host.js';
 import { parseCidr, parseDuration, parseRate, parseSize, type Cidr } from './units.js';
 import type { PolicyIssue, Positions, LoadResult } from './load.js';
 import { referencedPath, referencedPaths } from './files.js';
 import { compileListeners, compileUpstreamTransport } from './tls.js';
+import type { RawPolicy, RawClass, RawUpstream, RawValueMatcher, RawClassMatch, RawRoute } from './schema.js';
+import * as gw from './gateway.js';
 
 type Path = (string | number)[];
 
@@ -96,17 +97,24 @@ class Checker {
   }
 }
 
-function compileTarget(url: string, c: Checker, path: Path, tlsFor?: (hostname: string) => TlsClientPolicy | undefined): Target {
+function compileTarget(
+  spec: string | { url: string; weight?: number },
+  c: Checker,
+  path: Path,
+  tlsFor?: (hostname: string) => TlsClientPolicy | undefined,
+): Target {
+  const url = typeof spec === 'string' ? spec : spec.url;
+  const weight = typeof spec === 'string' ? 1 : (spec.weight ?? 1);
   try {
     const u = new URL(url);
     const https = u.protocol === 'https:';
     const port = u.port === '' ? (https ? 443 : 80) : Number(u.port);
     const hostname = u.hostname.replace(/^\[|\]$/g, '');
     const tls = tlsFor?.(hostname);
-    return Object.freeze({ url: `${https ? 'https' : 'http'}://${u.host}`, hostname, port, ...(tls ? { tls } : {}) });
+    return Object.freeze({ url: `${https ? 'https' : 'http'}://${u.host}`, hostname, port, weight, ...(tls ? { tls } : {}) });
   } catch {
     c.fail(path, `not a valid http://HOST:PORT target: ${JSON.stringify(url)}`);
-    return { url, hostname: '', port: 0 };
+    return { url, hostname: '', port: 0, weight };
   }
 }
 
@@ -146,7 +154,33 @@ function compileUpstream(u: RawUpstream, i: number, c: Checker, file: string, fi
       maxFreeSockets: ka.maxFreeSockets ?? DEFAULTS.keepAlive.maxFreeSockets,
       idleTimeoutMs: c.duration(ka.idleTimeout, DEFAULTS.keepAlive.idleTimeout, [...p, 'keepAlive', 'idleTimeout']),
     }),
+    ...compileGatewayUpstream(u, c, p),
   });
+}
+
+function compileGatewayUpstream(u: RawUpstream, c: Checker, p: Path): Pick<UpstreamPolicy, 'balance' | 'hashOn' | 'sticky' | 'healthCheck'> {
+  gw.checkBalance(u, c, p);
+  const sticky = gw.compileSticky(u.sticky, c, [...p, 'sticky']);
+  const healthCheck = gw.compileHealthCheck(u.healthCheck, c, [...p, 'healthCheck']);
+  return {
+    balance: u.balance ?? 'roundRobin',
+    hashOn: gw.compileHashOn(u.hashOn),
+    ...(sticky ? { sticky } : {}),
+    ...(healthCheck ? { healthCheck } : {}),
+  };
+}
+
+function compileGatewayRoute(r: RawRoute, c: Checker, p: Path, hasIdentity: boolean): Partial<RoutePolicy> {
+  const rewrite = gw.compileRewrite(r.rewrite, c, [...p, 'rewrite']);
+  const requestHeaders = gw.compileRequestHeaders(r.requestHeaders, c, [...p, 'requestHeaders']);
+  const responseHeaders = gw.compileResponseHeaders(r.responseHeaders, c, [...p, 'responseHeaders']);
+  const access = gw.compileAccess(r.access, c, [...p, 'access'], hasIdentity);
+  return {
+    ...(rewrite ? { rewrite } : {}),
+    ...(requestHeaders ? { requestHeaders } : {}),
+    ...(responseHeaders ? { responseHeaders } : {}),
+    ...(access ? { access } : {}),
+  };
 }
 
 function checkClassMatch(m: RawClassMatch | undefined, c: Checker, p: Path): void {
@@ -192,8 +226,9 @@ function compileBandwidth(b: RawClass['bandwidth'], c: Checker, p: Path): Bandwi
   });
 }
 
-function compileClass(k: RawClass, i: number, c: Checker): ClassPolicy {
+function compileClass(k: RawClass, i: number, c: Checker, hasIdentity = false): ClassPolicy {
   const p: Path = ['classes', i];
+  const access = gw.compileAccess(k.access, c, [...p, 'access'], hasIdentity);
   checkClassMatch(k.match, c, [...p, 'match']);
   const rateLimit = compileRateLimit(k.rateLimit, c, [...p, 'rateLimit']);
   const bandwidth = compileBandwidth(k.bandwidth, c, [...p, 'bandwidth']);
@@ -212,6 +247,7 @@ function compileClass(k: RawClass, i: number, c: Checker): ClassPolicy {
     }),
     ...(rateLimit ? { rateLimit } : {}),
     ...(bandwidth ? { bandwidth } : {}),
+    ...(access ? { access } : {}),
   });
 }
 
@@ -238,13 +274,16 @@ export function compilePolicy(raw: RawPolicy, file: string, pos: Positions, file
     c.valueMap(r.match?.headers, ['routes', i, 'match', 'headers']);
     const own = c.size(r.maxBodySize, ['routes', i, 'maxBodySize']) ?? Infinity;
     routes.push(
-      Object.freeze({ name: routeNames[i]!, index: i, match: Object.freeze(r.match ?? {}), upstream, maxBodySize: Math.min(own, maxBodySize) }),
+      Object.freeze({
+        name: routeNames[i]!, index: i, match: Object.freeze(r.match ?? {}), upstream, maxBodySize: Math.min(own, maxBodySize),
+        ...compileGatewayRoute(r, c, ['routes', i], raw.identity?.jwt !== undefined),
+      }),
     );
   });
 
   const rawClasses = raw.classes ?? [];
   c.unique(rawClasses.map((k) => k.name), (i) => ['classes', i, 'name'], 'class');
-  let classes = rawClasses.map((k, i) => compileClass(k, i, c));
+  let classes = rawClasses.map((k, i) => compileClass(k, i, c, raw.identity?.jwt !== undefined));
   let defaultClass: ClassPolicy | undefined;
   if (classes.length === 0) {
     if (raw.defaultClass !== undefined && raw.defaultClass !== DEFAULTS.implicitClass) {

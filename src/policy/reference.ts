@@ -41,6 +41,13 @@ function walk(n: Node, path: string, required: boolean, rows: string[][]): void 
     for (const [k, v] of Object.entries(one.properties!)) walk(v, `${path}.${k}`, one.required?.includes(k) ?? false, rows);
   }
   if (n.type === 'array' && n.items?.properties) walk({ ...n.items, description: undefined } as Node, `${path}[]`, false, rows.length ? rows : rows);
+  // Keys of the mapping forms of a union (sticky, rewrite, weighted targets) are listed too.
+  const branches = n.anyOf ?? (n.type === 'array' ? n.items?.anyOf : undefined) ?? [];
+  const at = n.anyOf ? path : `${path}[]`;
+  for (const b of branches) {
+    if (!b.properties) continue;
+    for (const [k, v] of Object.entries(b.properties)) walk(v, `${at}.${k}`, b.required?.includes(k) ?? false, rows);
+  }
 }
 
 export function referenceTable(): string {

@@ -103,11 +103,141 @@ export const Admin = Strict(
   { description: 'Admin listener (health, status, metrics, reload).' },
 );
 
+// ── Gateway essentials (issue 14): balancing, stickiness, active health, rewrites, access ──
+
+const TargetUrl = Type.String({ pattern: '^https?://[^/\\s]+/?$', description: 'http://HOST:PORT or https://HOST:PORT' });
+
+/** A target with a load-balancing weight (Envoy `load_balancing_weight`). */
+export const WeightedTarget = Strict(
+  {
+    url: TargetUrl,
+    weight: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: 'Share of requests relative to the other targets (roundRobin, random, hash). Default 1.' })),
+  },
+  { description: 'A target with a weight.' },
+);
+
+export const Balance = Type.Union(
+  [Type.Literal('roundRobin'), Type.Literal('leastRequest'), Type.Literal('random'), Type.Literal('hash')],
+  {
+    description:
+      'How a target is chosen: roundRobin (weighted, smooth), leastRequest (power of two choices on requests in flight), random (weighted), hash (ring hash on hashOn). Default roundRobin.',
+    errorMessage: 'roundRobin, leastRequest, random or hash',
+  },
+);
+
+export const HashOn = Type.String({
+  pattern: '^(ip|path|header:[A-Za-z0-9-]+|cookie:[^=;,\\s]+)$',
+  description: 'Key of balance: hash: ip | path | header:NAME | cookie:NAME. A request without the key is balanced round-robin. Default ip.',
+});
+
+const CookieName = (description: string) => Type.String({ minLength: 1, pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", description });
+
+export const Sticky = Type.Union(
+  [
+    Strict(
+      {
+        cookie: CookieName('Name of the cookie sluice sets; its value names the target opaquely (keyed hash).'),
+        ttl: Type.Optional(Duration('Max-Age of the cookie. Default: a session cookie.')),
+        secure: Type.Optional(Type.Boolean({ description: 'Secure attribute. Default false.' })),
+        httpOnly: Type.Optional(Type.Boolean({ description: 'HttpOnly attribute. Default true.' })),
+        sameSite: Type.Optional(Type.Union([Type.Literal('Strict'), Type.Literal('Lax'), Type.Literal('None')], {
+          description: 'SameSite attribute: Strict | Lax | None. Default Lax.',
+          errorMessage: 'Strict, Lax or None',
+        })),
+      },
+      { description: 'sluice sets a cookie naming the target.' },
+    ),
+    Strict(
+      { appCookie: CookieName("The application's own session cookie (e.g. JSESSIONID); sluice learns value → target from its Set-Cookie.") },
+      { description: "Stick to the application's session cookie." },
+    ),
+  ],
+  {
+    description: 'Sticky sessions: requests of one session go to the same target while it is healthy.',
+    errorMessage: '{ cookie: NAME, ttl?, secure?, httpOnly?, sameSite? } or { appCookie: NAME }',
+  },
+);
+
+export const HealthCheck = Strict(
+  {
+    path: Type.String({ pattern: '^/', description: 'Path requested with GET on each target.' }),
+    interval: Type.Optional(Duration('Time between checks of a target. Default 5s.')),
+    timeout: Type.Optional(Duration('No answer by then: the check failed. Default 1s.')),
+    healthyThreshold: Type.Optional(Type.Integer({ minimum: 1, description: 'Passes in a row that bring an unhealthy target back. Default 2.' })),
+    unhealthyThreshold: Type.Optional(Type.Integer({ minimum: 1, description: 'Failures in a row that take a target out. Default 3.' })),
+    expectStatus: Type.Optional(
+      Type.Union(
+        [
+          Type.Integer({ minimum: 100, maximum: 599 }),
+          Type.Array(Type.Integer({ minimum: 100, maximum: 599 }), { minItems: 1 }),
+          Type.String({ pattern: '^([1-5]xx|[1-5][0-9][0-9]-[1-5][0-9][0-9])$' }),
+        ],
+        {
+          description: 'Statuses that pass: a status, a list, "2xx" or a range "200-399". Default 2xx.',
+          errorMessage: 'a status, a list of statuses, "2xx" or a range such as "200-399"',
+        },
+      ),
+    ),
+  },
+  { description: 'Active health checks, next to the passive outlier detection; never counted against maxConcurrent or rate limits.' },
+);
+
+export const Rewrite = Type.Union(
+  [
+    Strict({ stripPrefix: Type.String({ pattern: '^/', description: 'Removed from the start of the path.' }) }),
+    Strict({
+      replacePrefix: Strict({
+        from: Type.String({ pattern: '^/', description: 'Prefix to replace.' }),
+        to: Type.String({ pattern: '^/', description: 'Replacement.' }),
+      }),
+    }),
+    Strict({
+      regex: Type.String({ description: 'ECMAScript regular expression on the path (without the query).' }),
+      replace: Type.String({ description: 'Replacement; $1, $<name> refer to groups.' }),
+    }),
+  ],
+  {
+    description: 'Path sent upstream: { stripPrefix } | { replacePrefix: { from, to } } | { regex, replace }. The query string is kept.',
+    errorMessage: '{ stripPrefix: /p }, { replacePrefix: { from, to } } or { regex, replace }',
+  },
+);
+
+const HeaderName = Type.String({ pattern: '^[A-Za-z0-9!#$%&\'*+.^_`|~-]+$' });
+const HeaderValues = (description: string) =>
+  Type.Record(Type.String({ minLength: 1 }), Type.String(), { description });
+
+export const RequestHeaders = Strict(
+  {
+    set: Type.Optional(HeaderValues('Headers set (replacing any) on the request sent upstream.')),
+    add: Type.Optional(HeaderValues('Headers appended to the request sent upstream.')),
+    remove: Type.Optional(Type.Array(HeaderName, { description: 'Headers removed from the request sent upstream.' })),
+  },
+  { description: 'Header rules for the request sent upstream (after the X-Forwarded-* headers).' },
+);
+
+export const ResponseHeaders = Strict(
+  {
+    set: Type.Optional(HeaderValues('Headers set (replacing any) on the response to the client.')),
+    remove: Type.Optional(Type.Array(HeaderName, { description: 'Headers removed from the response to the client.' })),
+  },
+  { description: 'Header rules for the upstream response sent to the client.' },
+);
+
+export const Access = Strict(
+  {
+    allow: Type.Optional(Type.Array(Type.String(), { description: 'CIDRs or addresses allowed; others get 403. Default: everyone.' })),
+    deny: Type.Optional(Type.Array(Type.String(), { description: 'CIDRs or addresses refused with 403 (checked before allow).' })),
+    requireIdentity: Type.Optional(Type.Boolean({ description: 'A valid JWT (identity.jwt) is required: 401 with WWW-Authenticate: Bearer otherwise. Default false.' })),
+    methods: Type.Optional(Type.Array(Type.String({ pattern: '^[A-Za-z]+$' }), { minItems: 1, description: 'Methods allowed; others get 405 with Allow. Default: all.' })),
+  },
+  { description: 'Access control, decided before the request takes a queue slot or a rate-limit token.' },
+);
+
 export const Upstream = Strict({
   name: Name('Unique upstream name, referenced by routes.'),
-  targets: Type.Array(Type.String({ pattern: '^https?://[^/\\s]+/?$', description: 'http://HOST:PORT or https://HOST:PORT' }), {
+  targets: Type.Array(Type.Union([TargetUrl, WeightedTarget], { errorMessage: 'http://HOST:PORT, https://HOST:PORT or { url, weight }' }), {
     minItems: 1,
-    description: 'One or more http://HOST:PORT or https://HOST:PORT targets (all of one scheme), used round-robin.',
+    description: 'One or more http://HOST:PORT or https://HOST:PORT targets (all of one scheme), or { url, weight }, chosen by balance.',
   }),
   protocol: Type.Optional(Type.Union([Type.Literal('http1'), Type.Literal('h2'), Type.Literal('h2c')], {
     description: 'http1: HTTP/1.1 keep-alive pool (default); h2: HTTP/2 over TLS (ALPN, https:// targets); h2c: HTTP/2 prior knowledge (http:// targets). HTTP/2 uses one multiplexed session per target.',
@@ -148,6 +278,10 @@ export const Upstream = Strict({
     },
     { description: 'Keep-alive connection pool to each target.' },
   )),
+  balance: Type.Optional(Balance),
+  hashOn: Type.Optional(HashOn),
+  sticky: Type.Optional(Sticky),
+  healthCheck: Type.Optional(HealthCheck),
 });
 
 export const RouteMatch = Strict(
@@ -165,6 +299,10 @@ export const Route = Strict({
   match: Type.Optional(RouteMatch),
   upstream: Name('Name of the upstream to forward to.'),
   maxBodySize: Type.Optional(Size('Request body bytes on this route; more: 413. Default: limits.maxBodySize.')),
+  rewrite: Type.Optional(Rewrite),
+  requestHeaders: Type.Optional(RequestHeaders),
+  responseHeaders: Type.Optional(ResponseHeaders),
+  access: Type.Optional(Access),
 });
 
 export const ClassMatch = Strict(
@@ -243,6 +381,7 @@ export const Klass = Strict({
   maxBodySize: Type.Optional(Size('Request body bytes for this class; more: 413. Default: the route\'s limit.')),
   rateLimit: Type.Optional(RateLimit),
   bandwidth: Type.Optional(Bandwidth),
+  access: Type.Optional(Access),
 });
 
 export const Identity = Strict(
@@ -379,3 +518,10 @@ export type RawPathNormalization = Static<typeof PathNormalization>;
 export type RawListen = Static<typeof Listen>;
 export type RawListenTls = Static<typeof ListenTls>;
 export type RawUpstreamTls = Static<typeof UpstreamTls>;
+export type RawSticky = Static<typeof Sticky>;
+export type RawHealthCheck = Static<typeof HealthCheck>;
+export type RawRewrite = Static<typeof Rewrite>;
+export type RawRequestHeaders = Static<typeof RequestHeaders>;
+export type RawResponseHeaders = Static<typeof ResponseHeaders>;
+export type RawAccess = Static<typeof Access>;
+export type RawBalance = Static<typeof Balance>;

@@ -173,7 +173,7 @@ export function compileUpstreamTransport(
 ): { protocol: UpstreamProtocol; tlsFor(hostname: string): TlsClientPolicy | undefined } {
   const p: Path = ['upstreams', index];
   const protocol = u.protocol ?? 'http1';
-  const schemes = new Set(u.targets.map((t) => (t.startsWith('https://') ? 'https' : 'http')));
+  const schemes = new Set(u.targets.map((t) => ((typeof t === 'string' ? t : t.url).startsWith('https://') ? 'https' : 'http')));
   if (schemes.size > 1) fail([...p, 'targets'], 'targets mix http:// and https://; give one scheme per upstream');
   const https = schemes.has('https');
   if (protocol === 'h2' && !https) fail([...p, 'protocol'], 'protocol h2 is HTTP/2 over TLS: targets must be https:// (h2c is HTTP/2 without TLS)');

@@ -3,7 +3,7 @@
  * references resolved to objects, everything frozen. Derived from the raw
  * schema types so a key added to the schema shows up here.
  */
-import type { RawClassMatch, RawRouteMatch, RawRateLimit, RawPathNormalization } from './schema.js';
+import type { RawClassMatch, RawRouteMatch, RawRateLimit, RawPathNormalization, RawBalance } from './schema.js';
 
 export interface Target {
   readonly url: string;
@@ -11,6 +11,8 @@ export interface Target {
   readonly port: number;
   /** TLS client settings for an https:// target; undefined for http://. */
   readonly tls?: TlsClientPolicy;
+  /** Load-balancing weight (1 unless given). */
+  readonly weight: number;
 }
 
 /** How sluice speaks to an upstream's targets (upstreams[].protocol). */
@@ -77,6 +79,12 @@ export interface UpstreamPolicy {
     readonly maxEjectionMs: number;
     readonly maxEjectionPercent: number;
   };
+  /** How a target is chosen (default roundRobin). */
+  readonly balance: BalanceKind;
+  /** Key of balance: hash (default ip). */
+  readonly hashOn: HashKey;
+  readonly sticky?: StickyPolicy;
+  readonly healthCheck?: HealthCheckPolicy;
 }
 
 export interface RoutePolicy {
@@ -86,6 +94,10 @@ export interface RoutePolicy {
   readonly upstream: UpstreamPolicy;
   /** Body limit on this route, already capped by limits.maxBodySize (Infinity: none). */
   readonly maxBodySize: number;
+  readonly rewrite?: RewritePolicy;
+  readonly requestHeaders?: RequestHeaderRules;
+  readonly responseHeaders?: ResponseHeaderRules;
+  readonly access?: AccessPolicy;
 }
 
 export interface RateLimitPolicy {
@@ -127,6 +139,7 @@ export interface ClassPolicy {
   readonly queue: { readonly size: number; readonly timeoutMs: number };
   readonly rateLimit?: RateLimitPolicy;
   readonly bandwidth?: BandwidthPolicy;
+  readonly access?: AccessPolicy;
 }
 
 export interface JwtIdentityPolicy {
@@ -182,4 +195,65 @@ export interface Policy {
   readonly routes: readonly RoutePolicy[];
   readonly classes: readonly ClassPolicy[];
   readonly defaultClass: ClassPolicy;
+}
+
+// ── Gateway essentials (issue 14) ──
+
+export type BalanceKind = RawBalance;
+
+/** What `balance: hash` hashes (Envoy hash_policy: header, cookie, connection source IP, path). */
+export type HashKey =
+  | { readonly kind: 'ip' }
+  | { readonly kind: 'path' }
+  | { readonly kind: 'header'; readonly name: string }
+  | { readonly kind: 'cookie'; readonly name: string };
+
+/** Sticky sessions: a cookie sluice sets, or the application's own session cookie. */
+export type StickyPolicy =
+  | {
+      readonly kind: 'cookie';
+      readonly name: string;
+      /** Max-Age in seconds; undefined: a session cookie. */
+      readonly maxAgeSec?: number;
+      readonly secure: boolean;
+      readonly httpOnly: boolean;
+      readonly sameSite: 'Strict' | 'Lax' | 'None';
+    }
+  | { readonly kind: 'app'; readonly name: string };
+
+export interface HealthCheckPolicy {
+  readonly path: string;
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
+  readonly healthyThreshold: number;
+  readonly unhealthyThreshold: number;
+  /** Inclusive status ranges that pass. */
+  readonly expect: readonly (readonly [number, number])[];
+}
+
+/** Path rewrite of a route; the query string is kept as it came. */
+export type RewritePolicy =
+  | { readonly kind: 'strip'; readonly prefix: string }
+  | { readonly kind: 'replace'; readonly from: string; readonly to: string }
+  | { readonly kind: 'regex'; readonly regex: RegExp; readonly replace: string };
+
+/** Header names are lower case. */
+export interface RequestHeaderRules {
+  readonly set: readonly (readonly [string, string])[];
+  readonly add: readonly (readonly [string, string])[];
+  readonly remove: readonly string[];
+}
+
+export interface ResponseHeaderRules {
+  readonly set: readonly (readonly [string, string])[];
+  readonly remove: readonly string[];
+}
+
+/** Access control of a route or class (CIDRs validated at load). */
+export interface AccessPolicy {
+  readonly allow: readonly string[];
+  readonly deny: readonly string[];
+  readonly requireIdentity: boolean;
+  /** Upper-case methods allowed; undefined: all. */
+  readonly methods?: readonly string[];
 }

@@ -19,6 +19,7 @@ export const ATTR = {
   outcome: 'sluice.outcome',
   upstream: 'sluice.upstream',
   direction: 'sluice.direction',
+  target: 'sluice.target',
 } as const;
 
 /** Queue waits are usually short, but a queue timeout can be tens of seconds. */
@@ -114,6 +115,13 @@ export const INSTRUMENTS = {
     unit: '{request}',
     description: 'Configured maxConcurrent of an upstream (absent when unlimited).',
     attributes: [ATTR.upstream],
+  },
+  upstreamTargetHealthy: {
+    kind: 'gauge',
+    name: 'sluice.upstream.target.healthy',
+    unit: '1',
+    description: 'Target in rotation: 1 when it passes its active health check and is not ejected by outlier detection, else 0.',
+    attributes: [ATTR.upstream, ATTR.target],
   },
 } as const satisfies Record<string, InstrumentSpec>;
 

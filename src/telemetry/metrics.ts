@@ -123,6 +123,15 @@ export class Metrics {
     );
   }
 
+  /** Registers the per-target health gauge; `targets` is called once per collection. */
+  observeTargets(targets: () => readonly { upstream: string; target: string; healthy: boolean }[]): void {
+    const spec = INSTRUMENTS.upstreamTargetHealthy;
+    const g = this.provider.getMeter('sluice').createObservableGauge(spec.name, { description: spec.description, unit: spec.unit });
+    g.addCallback((r) => {
+      for (const t of targets()) r.observe(t.healthy ? 1 : 0, { [ATTR.upstream]: t.upstream, [ATTR.target]: t.target });
+    });
+  }
+
   /** One finished request. `now` is on the same clock as the context's timestamps. */
   record(ctx: RequestContext, outcome: Outcome, now: number): void {
     const name = ctx.klass ? ctx.klass.name : NO_CLASS;

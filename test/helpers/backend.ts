@@ -9,6 +9,8 @@ import { WebSocketServer } from 'ws';
 export interface BackendOptions {
   /** Milliseconds each request takes before answering (also ?delay=MS per request). */
   delayMs?: number;
+  /** Sent back in an x-backend-id header on echo answers (which target served). */
+  id?: string;
 }
 
 export interface Backend {
@@ -22,6 +24,10 @@ export interface Backend {
   hits: string[];
   /** Headers of the last request. */
   lastHeaders: IncomingMessage['headers'];
+  /** GET /healthz answers 200 while true, 503 while false. */
+  healthy: boolean;
+  /** GET /healthz requests received. */
+  healthChecks: number;
   reset(): void;
   close(): Promise<void>;
 }
@@ -36,6 +42,8 @@ export async function startBackend(opts: BackendOptions = {}): Promise<Backend> 
     inFlight: 0,
     hits: [],
     lastHeaders: {},
+    healthy: true,
+    healthChecks: 0,
     reset() {
       b.maxInFlight = b.inFlight;
       b.hits = [];
@@ -48,6 +56,12 @@ export async function startBackend(opts: BackendOptions = {}): Promise<Backend> 
   };
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     const url = new URL(req.url ?? '/', 'http://x');
+    if (url.pathname === '/healthz') {
+      b.healthChecks++;
+      res.writeHead(b.healthy ? 200 : 503, { 'content-type': 'text/plain' });
+      res.end(b.healthy ? 'ok' : 'down');
+      return;
+    }
     b.hits.push(url.pathname);
     b.lastHeaders = req.headers;
     b.inFlight++;
@@ -74,6 +88,15 @@ export async function startBackend(opts: BackendOptions = {}): Promise<Backend> 
         return;
       }
       if (p === '/hang') return; // never answers
+      if (p === '/set-cookie') {
+        // An application session cookie: ?name=N&value=V.
+        res.writeHead(200, {
+          'set-cookie': `${url.searchParams.get('name')}=${url.searchParams.get('value')}; Path=/; HttpOnly`,
+          ...(opts.id ? { 'x-backend-id': opts.id } : {}),
+        });
+        res.end('session set');
+        return;
+      }
       if (p === '/drop-after') {
         // Answers as if keeping the connection, then closes it: the next request on it meets a dead socket.
         res.end('dropped-after', () => req.socket.destroy());
@@ -117,7 +140,7 @@ export async function startBackend(opts: BackendOptions = {}): Promise<Backend> 
       req.on('data', (d: string) => (body += d));
       req.on('end', () => {
         const out = JSON.stringify({ method: req.method, path: p, url: req.url, headers: req.headers, body });
-        res.writeHead(200, { 'content-type': 'application/json', 'x-backend': 'yes' });
+        res.writeHead(200, { 'content-type': 'application/json', 'x-backend': 'yes', ...(opts.id ? { 'x-backend-id': opts.id } : {}) });
         res.end(out);
       });
     };
