@@ -41,7 +41,12 @@ export interface GcraParams {
   readonly toleranceUs: number;
 }
 
-/** Largest tolerance (burst · per/rate) the integer arithmetic allows: 2^51 µs, about 71 years. */
+/**
+ * Largest tolerance (burst · per/rate) a policy may ask for: 2^51 µs, about 71
+ * years (the policy compiler's check). The arithmetic itself stays exact up to
+ * 2^52 (Redis adds epoch µs ≈ 2^50.6 to it, all below 2^53), which is where
+ * gcraParams throws, so rounding T up can never turn an accepted policy into a throw.
+ */
 export const MAX_TOLERANCE_US = 2 ** 51;
 
 /**
@@ -49,14 +54,14 @@ export const MAX_TOLERANCE_US = 2 ** 51;
  * in µs, rounded up to a whole µs unless it is within 1e-6 µs of one: the
  * admitted rate is never above the configured one, and below it by less than
  * 1 µs per interval (relative error < 1e-6 for intervals ≥ 1 s, < 1e-3 at 1 ms).
- * Throws RangeError when burst · T exceeds MAX_TOLERANCE_US (the policy compiler checks first).
+ * Throws RangeError when burst · T exceeds 2 · MAX_TOLERANCE_US (the policy compiler refuses above MAX_TOLERANCE_US).
  */
 export function gcraParams(rate: number, perMs: number, burst: number): GcraParams {
   const exact = (perMs * 1000) / rate;
   const near = Math.round(exact);
   const intervalUs = Math.max(1, Math.abs(exact - near) < 1e-6 ? near : Math.ceil(exact));
   const toleranceUs = intervalUs * burst;
-  if (!Number.isInteger(burst) || burst < 1 || toleranceUs > MAX_TOLERANCE_US) {
+  if (!Number.isInteger(burst) || burst < 1 || toleranceUs > 2 * MAX_TOLERANCE_US) {
     throw new RangeError(`rate limit out of range: burst ${burst} × ${intervalUs} µs per token`);
   }
   return Object.freeze({ intervalUs, burst, toleranceUs });

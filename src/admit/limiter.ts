@@ -76,6 +76,8 @@ export class ClassLimiter {
   private maxWaitMs: number;
   private readonly redisPrefix: string;
   private readonly out: Take = { waitMs: 0, rejected: false, remaining: 0 };
+  /** Clock reading at construction: the failClosed connection grace runs from here. */
+  private readonly bornAt: number;
 
   constructor(
     /** The class as of the latest policy (replaced by `retarget` on reload). */
@@ -85,6 +87,7 @@ export class ClassLimiter {
     readonly store: RedisStore | undefined,
     bucketOpts: KeyedBucketsOptions = {},
   ) {
+    this.bornAt = clock.now();
     this.params = gcraParams(policy.rate, policy.perMs, policy.burst);
     this.local = new KeyedBuckets(this.params, clock, bucketOpts);
     this.keyOf = keyFunction(policy.key, klass.name, policy.ipv6Prefix);
@@ -139,8 +142,15 @@ export class ClassLimiter {
     return this.decide(key, this.local.take(key, this.maxWaitMs, this.out), true);
   }
 
+  /**
+   * The grace is STORE_CONNECT_WAIT_MS from this limiter's construction in all
+   * (not per request): a Redis that is down from the start costs the first
+   * requests at most that, later ones nothing (they get the 429 at once).
+   */
   private async admitWhenConnected(key: string): Promise<AdmitDecision> {
-    const ms = Math.min(STORE_CONNECT_WAIT_MS, Math.max(this.klass.queue.timeoutMs, 1));
+    const left = this.bornAt + STORE_CONNECT_WAIT_MS - this.clock.now();
+    if (left <= 0) return this.storeDown();
+    const ms = Math.min(left, Math.max(this.klass.queue.timeoutMs, 1));
     let timer: { cancel(): void } | undefined;
     await Promise.race([this.store!.ready, new Promise<void>((r) => (timer = this.clock.setTimer(r, ms)))]);
     timer?.cancel();

@@ -29,7 +29,6 @@ export class ClientIp {
   }
 }
 
-
 /**
  * X-Forwarded-For entries with a port, as some front doors write them
  * (Azure: `203.0.113.7:51234`, `[2001:db8::7]:443`), reduced to the address,

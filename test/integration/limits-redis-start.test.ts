@@ -87,6 +87,10 @@ test('Redis unreachable: the wait is bounded, then failClosed answers 429; other
     assert.deepEqual(codes, [429, 429, 429, 429, 429]);
     assert.ok(ms < 3000, `refused after ${ms} ms (bounded by the 1 s queue timeout)`);
     assert.deepEqual(await burst(s.url, 3, 'none'), [200, 200, 200]);
+    // The connection grace is spent (start-up waited it out): later requests are not held at all.
+    const t2 = performance.now();
+    assert.deepEqual(await burst(s.url, 3), [429, 429, 429]);
+    assert.ok(performance.now() - t2 < 500, `refused after ${performance.now() - t2} ms`);
     await drained(s);
   } finally {
     await s.stop();

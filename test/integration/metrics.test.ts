@@ -189,6 +189,7 @@ test('telemetry.legacyMetricNames: true exports the 0.1 names (ms, no unit suffi
     const shaped = { sluice_class: 'shaped', sluice_direction: 'download' };
     assert.equal(m.value('sluice_shaped_total', shaped), 1000);
     assert.equal(m.value('sluice_shaped_bytes_total', shaped), 1000);
+    await drained(s);
   } finally {
     await s.stop();
     await backend.close();
@@ -205,8 +206,17 @@ test('without the flag only the unit-suffixed names are exported', async () => {
     assert.equal(m.types.get('sluice_request_duration'), undefined);
     assert.equal(m.types.get('sluice_queue_wait'), undefined);
     assert.equal(m.types.get('sluice_shaped_total'), undefined);
+    await drained(s);
   } finally {
     await s.stop();
     await backend.close();
   }
 });
+
+/** Every in-flight and queued count is back to zero. */
+async function drained(s: RunningSluice): Promise<void> {
+  await until(async () => {
+    const st = (await (await fetch(`${s.admin}/status`)).json()) as { inFlight: number; queued: number };
+    return st.inFlight === 0 && st.queued === 0;
+  });
+}

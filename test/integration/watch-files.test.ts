@@ -101,6 +101,8 @@ test('--watch: changing the HMAC secretFile reloads; a file newly named by the p
     await waitFor(async () => asMember(s, await sign('other-secret-0123456789')), 5000, 'the policy change to reload');
     await writeFile(join(dir, 'other.txt'), 'third-secret-0123456789\n');
     await waitFor(async () => asMember(s, await sign('third-secret-0123456789')), 5000, 'the newly referenced file to reload');
+    const st = await getJson<Status>(`${s.admin}/status`);
+    assert.equal(st.inFlight + st.queued, 0);
   } finally {
     await s.stop();
     await backend.close();

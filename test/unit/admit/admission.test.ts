@@ -107,3 +107,19 @@ test('readiness: no failClosed store is ready at once; an unreachable one is not
     await redis.stop();
   }
 });
+
+test('a limit beyond the exact integer range is a policy error with its position', () => {
+  const r = parsePolicy(
+    `upstreams: [{ name: u, targets: [http://127.0.0.1:1] }]
+routes: [{ upstream: u }]
+classes:
+  - name: k
+    rateLimit: { rate: 1, per: 100000h, burst: 10000 }
+defaultClass: k
+`,
+    't.yaml',
+  );
+  assert.equal(r.ok, false);
+  const msgs = r.ok ? [] : r.issues.map(formatIssue);
+  assert.match(msgs.join('\n'), /^t\.yaml:5:\d+: classes\[0\]\.rateLimit: burst × per \/ rate is \d+ days; at most about 71 years$/m);
+});

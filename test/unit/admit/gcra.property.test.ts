@@ -54,6 +54,8 @@ const limitArb = fc.record({
 
 test('limits beyond the exact integer range are refused, not silently rounded', () => {
   assert.throws(() => gcraParams(0.01, 86_400_000, 1000), RangeError);
+  // Every limit the policy accepts (≤ MAX_TOLERANCE_US before rounding) builds.
+  assert.doesNotThrow(() => gcraParams(3, MAX_TOLERANCE_US / 1000, 3));
 });
 
 test('property: a fresh key always admits exactly `burst` requests at once (any rate, period, burst, start time)', () => {
