@@ -12,6 +12,13 @@ import { createAdminServer } from './admin/server.js';
 import { Pipeline } from './pipeline.js';
 import { silentLogger, type Logger } from './telemetry/log.js';
 import { Telemetry } from './telemetry/index.js';
+import { AccessLog, withByteCounts } from './telemetry/access-log.js';
+import { LiveStats } from './telemetry/live.js';
+import { TargetHealthWatch } from './telemetry/target-health.js';
+import { logTracingStart, watchExportFailures, tracingTarget } from './telemetry/tracing-log.js';
+import { restartRequired } from './policy/restart.js';
+import type { ReloadResult } from './admin/server.js';
+import type { DashboardData } from './admin/dashboard.js';
 
 export interface SluiceOptions {
   /** Overrides policy listen.port (0: ephemeral). */
@@ -41,19 +48,38 @@ export class Sluice {
   private readonly log: Logger;
   private policy: Policy;
   private stopping: Promise<void> | undefined;
+  private readonly live: LiveStats;
+  private readonly healthWatch: TargetHealthWatch;
+  private started = false;
+  /**
+   * Readiness hooks: each returns why sluice should not take traffic now, or
+   * undefined. E.g. an admission store that must be up (failClosed Redis).
+   */
+  private readonly readinessChecks: (() => string | undefined)[] = [];
 
   private constructor(policy: Policy, private readonly opts: SluiceOptions) {
     this.policy = policy;
     this.log = opts.log ?? silentLogger;
     const clock = opts.clock ?? systemClock;
     this.telemetry = new Telemetry({ clock, env: opts.env });
+    this.live = new LiveStats(clock);
+    const access = new AccessLog(this.log, clock, () => this.policy);
     this.pipeline = new Pipeline(policy, {
       clock,
       log: this.log,
-      hooks: this.telemetry.forwardHooks,
-      onDone: this.telemetry.onDone,
+      hooks: withByteCounts(this.telemetry.forwardHooks),
+      onDone: (ctx) => {
+        this.telemetry.onDone(ctx);
+        this.live.record(ctx);
+        access.record(ctx);
+      },
       onShapedBytes: this.telemetry.onShapedBytes,
     });
+    this.healthWatch = new TargetHealthWatch(
+      { targets: () => [...this.pipeline.runtime.pools].map(([name, pool]) => [name, pool.health()] as [string, ReturnType<typeof pool.health>]) },
+      this.log,
+      clock,
+    );
     this.telemetry.observe(() => this.pipeline.scheduler.status());
     this.listener = new Listener(
       { request: this.pipeline.handle, upgrade: this.pipeline.upgrade },
@@ -70,6 +96,9 @@ export class Sluice {
       metrics: () => this.telemetry.metrics.text(),
       reload: () => this.reload(),
       reloadToken: () => this.policy.admin.token,
+      protectedEndpoints: () => this.policy.adminRequireToken,
+      notReady: () => this.notReady(),
+      dashboardData: () => this.dashboardData(),
     });
   }
 
@@ -85,7 +114,10 @@ export class Sluice {
 
   async start(): Promise<Addresses> {
     const p = this.policy;
+    const env = this.opts.env ?? process.env;
     await this.telemetry.startTracing();
+    logTracingStart(this.log, env);
+    if (tracingTarget(env)) watchExportFailures(this.log, this.opts.clock ?? systemClock);
     const proxy = await this.listener.listen(this.opts.port ?? p.listen.port, p.listen.host);
     const admin = await new Promise<{ host: string; port: number }>((resolve, reject) => {
       this.admin.once('error', reject);
@@ -94,7 +126,36 @@ export class Sluice {
         resolve({ host: a.address, port: a.port });
       });
     });
+    this.healthWatch.start();
+    this.started = true;
     return { proxy, admin };
+  }
+
+  /** Adds a readiness condition (GET /readyz answers 503 while it returns a reason). */
+  addReadinessCheck(check: () => string | undefined): void {
+    this.readinessChecks.push(check);
+  }
+
+  /** Reasons not to send traffic here; empty: ready. */
+  notReady(): string[] {
+    const why: string[] = [];
+    if (!this.started) why.push('starting: no policy serving yet');
+    if (this.pipeline.draining) why.push('draining: shutting down');
+    for (const c of this.readinessChecks) {
+      const r = c();
+      if (r) why.push(r);
+    }
+    return why;
+  }
+
+  dashboardData(): DashboardData {
+    const s = this.pipeline.scheduler.status();
+    const pools = this.pipeline.runtime.pools;
+    return {
+      at: Date.now(),
+      classes: s.classes.map((k) => ({ ...k, ...this.live.figures(k.name) })),
+      upstreams: s.upstreams.map((u) => ({ ...u, targets: pools.get(u.name)?.health() ?? [] })),
+    };
   }
 
   status(): unknown {
@@ -105,16 +166,21 @@ export class Sluice {
   }
 
   /** Re-reads the policy file. Invalid: the old policy keeps serving. */
-  async reload(): Promise<{ ok: true; summary: string } | { ok: false; errors: string[] }> {
+  async reload(): Promise<ReloadResult> {
     const r = await loadPolicyFile(this.policy.source);
     if (!r.ok) {
       const errors = r.issues.map(formatIssue);
       this.log.error({ errors }, 'policy reload rejected; keeping the current policy');
       return { ok: false, errors };
     }
+    const pending = restartRequired(this.policy, r.policy, this.opts);
     this.policy = r.policy;
     this.pipeline.apply(r.policy);
     const summary = summarize(r.policy);
+    if (pending.length > 0) {
+      this.log.warn({ summary, restartRequired: pending }, 'policy reloaded, but some changes need a restart');
+      return { ok: true, summary, restartRequired: pending };
+    }
     this.log.info({ summary }, 'policy reloaded');
     return { ok: true, summary };
   }
@@ -129,8 +195,10 @@ export class Sluice {
   }
 
   private async doStop(graceMs: number): Promise<void> {
-    const closed = this.listener.stopAccepting();
+    // First: /readyz turns 503 so load balancers stop sending new work here.
     this.pipeline.draining = true;
+    this.healthWatch.stop();
+    const closed = this.listener.stopAccepting();
     this.listener.closeIdle();
     this.log.info({ graceMs }, 'draining: no new connections; finishing in-flight and queued requests');
     const deadline = Date.now() + graceMs;

@@ -24,6 +24,7 @@ import type { Logger } from './telemetry/log.js';
 import { Admission, type AdmitDecision, type ClassLimiter } from './admit/index.js';
 import { Shaping, type Direction } from './shape/index.js';
 import type { TimerHandle } from './clock.js';
+import { assignRequestId } from './forward/request-id.js';
 
 /** Everything derived from one policy. Immutable once built. */
 export class Runtime {
@@ -231,6 +232,7 @@ export class Pipeline {
     req.on('error', noop);
     res.on('error', noop);
     if (this.draining && req.httpVersionMajor === 1) res.setHeader('connection', 'close');
+    assignRequestId(ctx, this.rt.clientIp.peerTrusted(ctx.peer));
     void this.admit(ctx, this.rt);
   };
 
@@ -298,6 +300,7 @@ export class Pipeline {
     socket.on('error', noop);
     const rt = this.rt;
     const ctx = new RequestContext(req, socketAsResponse(socket), this.clock.now());
+    assignRequestId(ctx, rt.clientIp.peerTrusted(ctx.peer));
     void (async () => {
       const d = await rt.decide(ctx);
       if (!d) {

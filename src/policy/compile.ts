@@ -7,6 +7,7 @@ import type { ClassPolicy, Policy, RoutePolicy, UpstreamPolicy, RateLimitPolicy,
 import { parseCidr, parseDuration, parseRate, parseSize, type Cidr } from './units.js';
 import type { PolicyIssue, Positions, LoadResult } from './load.js';
 import { referencedPath } from './files.js';
+import { compileOps } from './ops.js';
 
 type Path = (string | number)[];
 
@@ -337,6 +338,7 @@ export function compilePolicy(raw: RawPolicy, file: string, pos: Positions, file
     routes: Object.freeze(routes),
     classes: Object.freeze(classes),
     defaultClass,
+    ...compileOps(raw),
   });
   return { ok: true, policy };
 }
