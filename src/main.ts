@@ -48,6 +48,8 @@ export class Sluice {
   private readonly log: Logger;
   private policy: Policy;
   private stopping: Promise<void> | undefined;
+  /** The policy the listeners were bound with: reloads cannot move them. */
+  private readonly bound: Policy;
   private readonly live: LiveStats;
   private readonly healthWatch: TargetHealthWatch;
   private started = false;
@@ -59,6 +61,7 @@ export class Sluice {
 
   private constructor(policy: Policy, private readonly opts: SluiceOptions) {
     this.policy = policy;
+    this.bound = policy;
     this.log = opts.log ?? silentLogger;
     const clock = opts.clock ?? systemClock;
     this.telemetry = new Telemetry({ clock, env: opts.env });
@@ -173,7 +176,7 @@ export class Sluice {
       this.log.error({ errors }, 'policy reload rejected; keeping the current policy');
       return { ok: false, errors };
     }
-    const pending = restartRequired(this.policy, r.policy, this.opts);
+    const pending = restartRequired(this.bound, r.policy, this.opts);
     this.policy = r.policy;
     this.pipeline.apply(r.policy);
     const summary = summarize(r.policy);

@@ -1,7 +1,8 @@
 /**
  * Target health in the log at the default level: one `warn` when a target
  * starts failing (consecutive failures), one when it is ejected (outlier
- * detection), one when it recovers (answering again, back in rotation). Like
+ * detection), one when it recovers (answering again, back in rotation). When
+ * both happen within one interval, only the ejection is logged. Like
  * Envoy's outlier event log, but on pino. Read from the pools' health() once
  * per `intervalMs`, so it costs nothing on the request path; a failure that
  * heals within one interval is not reported.
