@@ -13,6 +13,7 @@ checks=(
   "openssl:openssl"
   "chromium:chromium"
   "wrk:wrk"
+  "systemd-analyze:systemd"
   "py:h2:python3-h2"
 )
 
@@ -29,7 +30,7 @@ for c in "${checks[@]}"; do
 done
 
 if [ ${#missing[@]} -eq 0 ]; then
-  echo "test-setup: found redis-server, h2load, slowhttptest, curl, openssl, chromium, wrk, python3-h2"
+  echo "test-setup: found redis-server, h2load, slowhttptest, curl, openssl, chromium, wrk, systemd-analyze, python3-h2"
   exit 0
 fi
 
