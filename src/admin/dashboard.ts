@@ -40,7 +40,7 @@ body{font-family:system-ui,sans-serif;margin:1.2em 2em;color:#222;background:#ff
 h1{font-size:1.4em;margin:0 0 .2em} h2{font-size:1.1em;margin:1.2em 0 .4em}
 table{border-collapse:collapse;font-variant-numeric:tabular-nums}
 th,td{padding:.3em .8em;border-bottom:1px solid #ddd;text-align:right} th:first-child,td:first-child{text-align:left}
-.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(380px,1fr));gap:1.2em}
+.charts{display:grid;grid-template-columns:repeat(auto-fit,minmax(480px,1fr));gap:1.2em}
 .chart{position:relative;height:220px}
 .bar{display:inline-block;width:160px;height:.9em;background:#eee;vertical-align:middle;margin-right:.5em}
 .bar>span{display:block;height:100%;background:#2980b9}
@@ -69,7 +69,7 @@ const charts = {};
 function chart(id, field) {
   const c = new Chart(document.getElementById(id), { type: 'line', data: { labels: [], datasets: [] },
     options: { animation: false, maintainAspectRatio: false, parsing: false, normalized: true,
-      scales: { x: { type: 'linear', title: { display: true, text: 's ago' }, reverse: false, ticks: { callback: (v) => v } }, y: { beginAtZero: true } },
+      scales: { x: { type: 'linear', title: { display: true, text: 'seconds since the page opened' } }, y: { beginAtZero: true } },
       elements: { point: { radius: 0 } }, plugins: { legend: { position: 'bottom' } } } });
   charts[id] = { c, field };
 }
@@ -102,7 +102,7 @@ function render(d) {
   for (const { c, field } of Object.values(charts)) {
     d.classes.forEach((k, i) => {
       let ds = c.data.datasets.find((s) => s.label === k.name);
-      if (!ds) { ds = { label: k.name, data: [], borderColor: palette[i % palette.length], backgroundColor: palette[i % palette.length], borderWidth: 2 }; c.data.datasets.push(ds); }
+      if (!ds) { ds = { label: k.name, data: [], spanGaps: true, borderColor: palette[i % palette.length], backgroundColor: palette[i % palette.length], borderWidth: 2 }; c.data.datasets.push(ds); }
       ds.data.push({ x, y: k[field] ?? null });
       if (ds.data.length > KEEP) ds.data.shift();
     });

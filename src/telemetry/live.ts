@@ -30,6 +30,8 @@ class Ring {
   readonly items: (Sample | undefined)[];
   next = 0;
   size = 0;
+  /** Clock time of the first sample: a class seen for less than the window is rated over its age. */
+  since = 0;
   constructor(readonly capacity: number) {
     this.items = new Array<Sample | undefined>(capacity);
   }
@@ -53,8 +55,11 @@ export class LiveStats {
     const name = ctx.klass?.name;
     if (name === undefined) return;
     let r = this.rings.get(name);
-    if (!r) this.rings.set(name, (r = new Ring(this.capacity)));
     const now = this.clock.now();
+    if (!r) {
+      this.rings.set(name, (r = new Ring(this.capacity)));
+      r.since = now;
+    }
     r.push({ at: now, queueMs: ctx.queueMs, totalMs: now - ctx.start, ok: ctx.outcome === 'forwarded' && ctx.status < 500 });
   };
 
@@ -64,7 +69,10 @@ export class LiveStats {
     const recent = (r?.items ?? []).filter((s): s is Sample => s !== undefined && now - s.at <= this.windowMs);
     // A full ring whose oldest sample is still in the window covers less than the window.
     const full = r !== undefined && r.size === r.capacity && recent.length === r.capacity;
-    const spanMs = full && recent.length > 0 ? Math.max(1, now - Math.min(...recent.map((s) => s.at))) : this.windowMs;
+    const spanMs =
+      full && recent.length > 0
+        ? Math.max(1, now - Math.min(...recent.map((s) => s.at)))
+        : Math.max(1000, Math.min(this.windowMs, now - (r?.since ?? now)));
     const ok = recent.filter((s) => s.ok);
     const q = ok.map((s) => s.queueMs).sort((a, b) => a - b);
     const t = ok.map((s) => s.totalMs).sort((a, b) => a - b);
