@@ -318,3 +318,48 @@ test('serverTiming: all (default), trusted (only to trustedProxies), off', async
     await backend.close();
   }
 });
+
+test('hostile clients: resets mid-upload and mid-download still give one access line each, and counts return to zero', async () => {
+  const { request } = await import('node:http');
+  const backend = await startBackend();
+  const s = await startSluice(policy(backend.url).replace('pathPrefix: /a', 'pathPrefix: /'));
+  try {
+    const u = new URL(s.url);
+    // Upload: declare 1 MB, send 10 KB, reset.
+    await new Promise<void>((resolve) => {
+      const req = request({ host: u.hostname, port: u.port, path: '/count', method: 'POST', headers: { 'content-length': 1_000_000 } });
+      req.on('error', () => resolve());
+      req.write(Buffer.alloc(10_000, 1));
+      setTimeout(() => {
+        req.destroy();
+        resolve();
+      }, 200);
+    });
+    // Download: a large body, reset after the first chunk.
+    await new Promise<void>((resolve) => {
+      const req = request({ host: u.hostname, port: u.port, path: '/bytes?n=5000000' }, (res) => {
+        res.once('data', () => {
+          res.destroy();
+          resolve();
+        });
+      });
+      req.on('error', () => resolve());
+      req.end();
+    });
+    // A malformed X-Request-Id with control characters never reaches the upstream or the log.
+    const r = await fetch(`${s.url}/a`, { headers: { 'x-request-id': 'a\tb' } });
+    await r.text();
+    await drained(s);
+    await waitFor(() => access(s).length === 3, 5000, 'three access lines');
+    const [up, down, ok] = access(s);
+    assert.equal(up!.method, 'POST');
+    assert.notEqual(up!.outcome, 'forwarded');
+    assert.ok((up!.bytesIn as number) <= 10_000);
+    assert.equal(down!.path, '/bytes');
+    assert.ok((down!.bytesOut as number) < 5_000_000);
+    assert.match(String(ok!.request_id), /^[0-9a-f-]{36}$/);
+  } finally {
+    await s.stop();
+    await backend.close();
+  }
+});
