@@ -303,6 +303,9 @@ export function compilePolicy(raw: RawPolicy, file: string, pos: Positions, file
     else if (text.trim().length < 16) c.fail(['admin', 'tokenFile'], `${raw.admin.tokenFile}: the token must be at least 16 characters`);
     else adminToken = text.trim();
   }
+  if (raw.admin?.requireToken !== undefined && adminToken === undefined) {
+    c.fail(['admin', 'requireToken'], 'requireToken needs admin.token or admin.tokenFile: without a token nothing would be protected', true);
+  }
   if ((raw.trustedHeaders?.length ?? 0) > 0 && (raw.trustedProxies?.length ?? 0) === 0) {
     c.fail(['trustedHeaders'], 'trustedHeaders needs trustedProxies: with no trusted peer these headers would always be removed');
   }

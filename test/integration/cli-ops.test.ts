@@ -133,3 +133,23 @@ test('check prints no warning for the shipped policies', async () => {
     assert.equal(r.stderr, '', f);
   }
 });
+
+test('check: admin.requireToken without a token is an error; unknown endpoint names too', async () => {
+  const base = 'upstreams:\n  - name: a\n    targets: [http://127.0.0.1:1]\nroutes:\n  - upstream: a\n';
+  const noToken = await writePolicy(`${base}admin:\n  requireToken: [status]\n`);
+  const r = await runCli(['check', '--config', noToken]);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, new RegExp(`^${noToken}:7:3: admin\\.requireToken: requireToken needs admin\\.token`));
+  const typo = await writePolicy(`${base}admin:\n  token: 0123456789abcdef0123\n  requireToken: [stats]\n`);
+  const t = await runCli(['check', '--config', typo]);
+  assert.equal(t.code, 1);
+  assert.match(t.stderr, /requireToken/);
+  const good = await writePolicy(`${base}admin:\n  token: 0123456789abcdef0123\n  requireToken: [status, metrics]\nlog: { access: true, accessSample: 0.5 }\nerrors: { debug: false }\nserverTiming: trusted\n`);
+  const g = await runCli(['check', '--config', good]);
+  assert.equal(g.code, 0, g.stderr);
+  const bad = await writePolicy(`${base}serverTiming: sometimes\nlog: { accessSample: 2 }\n`);
+  const b = await runCli(['check', '--config', bad]);
+  assert.equal(b.code, 1);
+  assert.match(b.stderr, /serverTiming: .*all, trusted or off/);
+  assert.match(b.stderr, /log\.accessSample/);
+});
