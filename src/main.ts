@@ -131,6 +131,9 @@ export class Sluice {
     });
     this.healthWatch.start();
     this.started = true;
+    if (p.admin.token === undefined && !isLoopback(admin.host)) {
+      this.log.warn({ admin: `${admin.host}:${admin.port}` }, 'admin listener is reachable beyond loopback and has no token: set admin.token and admin.requireToken');
+    }
     return { proxy, admin };
   }
 
@@ -224,6 +227,10 @@ export class Sluice {
     // Last: spans of the requests finished above are flushed to the exporter.
     await this.telemetry.shutdown().catch((err: unknown) => this.log.warn({ err }, 'telemetry shutdown failed'));
   }
+}
+
+function isLoopback(host: string): boolean {
+  return host === '::1' || host.startsWith('127.') || host === 'localhost' || host === '::ffff:127.0.0.1';
 }
 
 export class PolicyLoadError extends Error {
