@@ -1,24 +1,36 @@
 /** `sluice explain`: which route, upstream and class a described request would get, and why. */
-import { parseArgs } from 'node:util';
+import { isIP } from 'node:net';
+import type { OptionsSpec } from './cli/args.js';
 import { loadPolicyFile, formatIssue } from './policy/load.js';
 import { RequestContext, type InboundRequest, type InboundResponse } from './accept/context.js';
 import { Runtime } from './pipeline.js';
 import { systemClock } from './clock.js';
 import { explainGateway } from './forward/explain-gateway.js';
 
-export async function explain(argv: string[], fail: (msg: string, code?: number) => never): Promise<void> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      config: { type: 'string', short: 'c' },
-      method: { type: 'string', default: 'GET' },
-      path: { type: 'string', default: '/' },
-      header: { type: 'string', short: 'H', multiple: true, default: [] },
-      ip: { type: 'string', default: '127.0.0.1' },
-      json: { type: 'boolean', default: false },
-    },
-  });
+/** Options of `sluice explain` (node:util parseArgs shape; parsed by the CLI). */
+export const EXPLAIN_OPTIONS = {
+  config: { type: 'string', short: 'c' },
+  method: { type: 'string', default: 'GET' },
+  path: { type: 'string', default: '/' },
+  header: { type: 'string', short: 'H', multiple: true, default: [] as string[] },
+  ip: { type: 'string', default: '127.0.0.1' },
+  json: { type: 'boolean', default: false },
+} satisfies OptionsSpec;
+
+export interface ExplainArgs {
+  config?: string | undefined;
+  method: string;
+  path: string;
+  header: string[];
+  ip: string;
+  json: boolean;
+}
+
+export async function explain(values: ExplainArgs, fail: (msg: string, code?: number) => never): Promise<void> {
   if (!values.config) fail('explain: --config FILE is required', 2);
+  if (isIP(values.ip) === 0) fail(`explain: --ip: expected an IPv4 or IPv6 address, got ${JSON.stringify(values.ip)}`, 2);
+  if (!/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/.test(values.method)) fail(`explain: --method: not an HTTP method token: ${JSON.stringify(values.method)}`, 2);
+  if (!values.path.startsWith('/')) fail(`explain: --path: expected an origin-form path starting with '/', got ${JSON.stringify(values.path)}`, 2);
   const r = await loadPolicyFile(values.config);
   if (!r.ok) fail(r.issues.map(formatIssue).join('\n'));
 
@@ -36,6 +48,7 @@ export async function explain(argv: string[], fail: (msg: string, code?: number)
   const rt = new Runtime(r.policy, undefined, systemClock);
   // A target the proxy refuses (pathNormalization) never reaches routing.
   const d = ctx.targetError === undefined ? await rt.decide(ctx) : undefined;
+  const id = rt.identity ? await rt.identity.check(ctx.req) : undefined;
   const out = {
     request: { method: ctx.method, path: values.path, normalizedPath: ctx.path, host: ctx.host, clientIp: ctx.clientIp || values.ip },
     route: ctx.route?.name ?? null,
@@ -44,7 +57,7 @@ export async function explain(argv: string[], fail: (msg: string, code?: number)
     class: d?.klass.name ?? null,
     priority: d?.klass.priority ?? null,
     rule: d ? d.rule : ctx.targetError !== undefined ? `refused with 400: ${ctx.targetError}` : 'no route matched: the request would get 404',
-    identity: ctx.claims ? { verified: true, claims: ctx.claims } : rt.identity ? { verified: false } : undefined,
+    identity: id === undefined ? undefined : id.verified ? { verified: true, claims: id.claims } : { verified: false, reason: id.reason },
     ...(d ? await explainGateway(ctx, rt.identity, rt.pools.get(ctx.route!.upstream.name)!) : {}),
   };
   rt.close();
@@ -59,7 +72,7 @@ export async function explain(argv: string[], fail: (msg: string, code?: number)
     `class:    ${out.class ?? '-'}${out.priority !== null ? ` (priority ${out.priority})` : ''}`,
     `rule:     ${out.rule}`,
   ];
-  if (out.identity) lines.push(`identity: ${out.identity.verified ? 'verified JWT' : 'no valid token'}`);
+  if (out.identity) lines.push(`identity: ${out.identity.verified ? 'verified JWT' : `JWT not accepted: ${out.identity.reason}`}`);
   if (out.access) lines.push(`access:   ${out.access.decision}${out.access.status ? ` ${out.access.status}` : ''} (${out.access.rule})`);
   if (out.target) lines.push(`target:   ${out.target.url ?? '(none: 503)'} (${out.target.reason})`);
   if (out.rewrite) lines.push(`rewrite:  ${out.rewrite.path}${out.rewrite.headers.length ? `; ${out.rewrite.headers.join('; ')}` : ''}`);

@@ -15,6 +15,13 @@ import { silentLogger, type Logger } from './telemetry/log.js';
 import { Telemetry } from './telemetry/index.js';
 import { STORE_CONNECT_WAIT_MS } from './admit/index.js';
 import { targetsInRotation } from './forward/pool.js';
+import { AccessLog, withByteCounts } from './telemetry/access-log.js';
+import { LiveStats } from './telemetry/live.js';
+import { TargetHealthWatch } from './telemetry/target-health.js';
+import { logTracingStart, watchExportFailures, tracingTarget } from './telemetry/tracing-log.js';
+import { restartRequired } from './policy/restart.js';
+import type { ReloadResult } from './admin/server.js';
+import type { DashboardData } from './admin/dashboard.js';
 
 export interface SluiceOptions {
   /** Overrides policy listen.port (0: ephemeral). */
@@ -47,19 +54,41 @@ export class Sluice {
   private readonly log: Logger;
   private policy: Policy;
   private stopping: Promise<void> | undefined;
+  /** The policy the listeners were bound with: reloads cannot move them. */
+  private readonly bound: Policy;
+  private readonly live: LiveStats;
+  private readonly healthWatch: TargetHealthWatch;
+  private started = false;
+  /**
+   * Readiness hooks: each returns why sluice should not take traffic now, or
+   * undefined. E.g. an admission store that must be up (failClosed Redis).
+   */
+  private readonly readinessChecks: (() => string | undefined)[] = [];
 
   private constructor(policy: Policy, private readonly opts: SluiceOptions) {
     this.policy = policy;
+    this.bound = policy;
     this.log = opts.log ?? silentLogger;
     const clock = opts.clock ?? systemClock;
     this.telemetry = new Telemetry({ clock, env: opts.env, legacyMetricNames: policy.telemetry.legacyMetricNames });
+    this.live = new LiveStats(clock);
+    const access = new AccessLog(this.log, clock, () => this.policy);
     this.pipeline = new Pipeline(policy, {
       clock,
       log: this.log,
-      hooks: this.telemetry.forwardHooks,
-      onDone: this.telemetry.onDone,
+      hooks: withByteCounts(this.telemetry.forwardHooks),
+      onDone: (ctx) => {
+        this.telemetry.onDone(ctx);
+        this.live.record(ctx);
+        access.record(ctx);
+      },
       onShapedBytes: this.telemetry.onShapedBytes,
     });
+    this.healthWatch = new TargetHealthWatch(
+      { targets: () => [...this.pipeline.runtime.pools].map(([name, pool]) => [name, pool.health()] as [string, ReturnType<typeof pool.health>]) },
+      this.log,
+      clock,
+    );
     this.telemetry.observe(() => this.pipeline.scheduler.status());
     this.telemetry.metrics.observeTargets(() => targetsInRotation(this.pipeline.runtime.pools));
     const handlers = { request: this.pipeline.handle, upgrade: this.pipeline.upgrade };
@@ -78,6 +107,9 @@ export class Sluice {
       metrics: () => this.telemetry.metrics.text(),
       reload: () => this.reload(),
       reloadToken: () => this.policy.admin.token,
+      protectedEndpoints: () => this.policy.adminRequireToken,
+      notReady: () => this.notReady(),
+      dashboardData: () => this.dashboardData(),
     });
   }
 
@@ -93,7 +125,10 @@ export class Sluice {
 
   async start(): Promise<Addresses> {
     const p = this.policy;
+    const env = this.opts.env ?? process.env;
     await this.telemetry.startTracing();
+    logTracingStart(this.log, env);
+    if (tracingTarget(env)) watchExportFailures(this.log, this.opts.clock ?? systemClock);
     // failClosed limits in Redis: accept traffic once the store is connected, or after a bounded wait (issue 16.5).
     await this.pipeline.admission.whenReady(STORE_CONNECT_WAIT_MS);
     const listeners: Addresses['listeners'] = [];
@@ -111,12 +146,44 @@ export class Sluice {
         resolve({ host: a.address, port: a.port });
       });
     });
+    this.healthWatch.start();
+    this.started = true;
+    if (p.admin.token === undefined && !isLoopback(admin.host)) {
+      this.log.warn({ admin: `${admin.host}:${admin.port}` }, 'admin listener is reachable beyond loopback and has no token: set admin.token and admin.requireToken');
+    }
     return { proxy, admin, listeners };
   }
 
   /** The policy in force (the latest that loaded). */
   currentPolicy(): Policy {
     return this.policy;
+  }
+
+  /** Adds a readiness condition (GET /readyz answers 503 while it returns a reason). */
+  addReadinessCheck(check: () => string | undefined): void {
+    this.readinessChecks.push(check);
+  }
+
+  /** Reasons not to send traffic here; empty: ready. */
+  notReady(): string[] {
+    const why: string[] = [];
+    if (!this.started) why.push('starting: no policy serving yet');
+    if (this.pipeline.draining) why.push('draining: shutting down');
+    for (const c of this.readinessChecks) {
+      const r = c();
+      if (r) why.push(r);
+    }
+    return why;
+  }
+
+  dashboardData(): DashboardData {
+    const s = this.pipeline.scheduler.status();
+    const pools = this.pipeline.runtime.pools;
+    return {
+      at: Date.now(),
+      classes: s.classes.map((k) => ({ ...k, ...this.live.figures(k.name) })),
+      upstreams: s.upstreams.map((u) => ({ ...u, targets: pools.get(u.name)?.health() ?? [] })),
+    };
   }
 
   status(): unknown {
@@ -128,17 +195,22 @@ export class Sluice {
   }
 
   /** Re-reads the policy file. Invalid: the old policy keeps serving. */
-  async reload(): Promise<{ ok: true; summary: string } | { ok: false; errors: string[] }> {
+  async reload(): Promise<ReloadResult> {
     const r = await loadPolicyFile(this.policy.source);
     if (!r.ok) {
       const errors = r.issues.map(formatIssue);
       this.log.error({ errors }, 'policy reload rejected; keeping the current policy');
       return { ok: false, errors };
     }
+    const pending = restartRequired(this.bound, r.policy, this.opts);
     this.policy = r.policy;
     this.pipeline.apply(r.policy);
     this.applyListeners(r.policy);
     const summary = summarize(r.policy);
+    if (pending.length > 0) {
+      this.log.warn({ summary, restartRequired: pending }, 'policy reloaded, but some changes need a restart');
+      return { ok: true, summary, restartRequired: pending };
+    }
     this.log.info({ summary }, 'policy reloaded');
     return { ok: true, summary };
   }
@@ -164,8 +236,10 @@ export class Sluice {
   }
 
   private async doStop(graceMs: number): Promise<void> {
-    const closed = Promise.all(this.listeners.map((l) => l.server.stopAccepting()));
+    // First: /readyz turns 503 so load balancers stop sending new work here.
     this.pipeline.draining = true;
+    this.healthWatch.stop();
+    const closed = Promise.all(this.listeners.map((l) => l.server.stopAccepting()));
     for (const l of this.listeners) l.server.closeIdle();
     this.log.info({ graceMs }, 'draining: no new connections; finishing in-flight and queued requests');
     const deadline = Date.now() + graceMs;
@@ -189,6 +263,10 @@ export class Sluice {
     // Last: spans of the requests finished above are flushed to the exporter.
     await this.telemetry.shutdown().catch((err: unknown) => this.log.warn({ err }, 'telemetry shutdown failed'));
   }
+}
+
+function isLoopback(host: string): boolean {
+  return host === '::1' || host.startsWith('127.') || host === 'localhost' || host === '::ffff:127.0.0.1';
 }
 
 export class PolicyLoadError extends Error {

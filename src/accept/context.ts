@@ -77,6 +77,13 @@ export class RequestContext {
   claims: Record<string, unknown> | undefined;
   /** Spans of this request; undefined while (or when) tracing does not need them. */
   trace: RequestTrace | undefined = undefined;
+  /** X-Request-Id: a trusted peer's, or generated (src/forward/request-id.ts). */
+  requestId = '';
+  /** Upstream target URL of the last forwarding attempt ('' when not forwarded). */
+  target = '';
+  /** Request body bytes sent upstream; response body bytes sent to the client (access log). */
+  bytesIn = 0;
+  bytesOut = 0;
 
   constructor(
     readonly req: InboundRequest,

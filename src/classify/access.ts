@@ -78,8 +78,8 @@ async function check(
   }
   if (c.requireIdentity && ctx.claims === undefined) {
     // Compile guarantees identity.jwt exists when requireIdentity is set.
-    const r = identity ? await identity.check(ctx.req) : { ok: false as const, reason: 'no identity verifier configured' };
-    if (r.ok) ctx.claims = r.claims;
+    const r = identity ? await identity.check(ctx.req) : { verified: false as const, reason: 'no identity verifier configured' };
+    if (r.verified) ctx.claims = r.claims;
     else {
       const presented = identity?.token(ctx.req) !== undefined;
       const challenge = presented

@@ -31,13 +31,19 @@ export class IdentityVerifier {
   /** Claims of a valid token, or undefined (missing, malformed, expired, wrong key). */
   async verify(req: InboundRequest): Promise<Record<string, unknown> | undefined> {
     const r = await this.check(req);
-    return r.ok ? r.claims : undefined;
+    return r.verified ? r.claims : undefined;
   }
 
-  /** Claims of a valid token, or why there are none (for 401 answers): missing, or jose's reason. */
-  async check(req: InboundRequest): Promise<{ ok: true; claims: Record<string, unknown> } | { ok: false; reason: string }> {
+  /**
+   * Like verify, with the reason a token was not accepted (for `sluice explain` and 401 answers):
+   * no token, not a JWT, expired, bad signature, no matching key, a failed claim
+   * (iss, aud, nbf) or an algorithm not allowed. Reasons come from jose's error codes.
+   */
+  async check(req: InboundRequest): Promise<{ verified: true; claims: Record<string, unknown> } | { verified: false; reason: string }> {
     const token = this.token(req);
-    if (!token) return { ok: false, reason: 'no token presented' };
+    if (!token) {
+      return { verified: false, reason: `no token (header ${this.p.header}: Bearer <jwt>${this.p.cookie ? `, or cookie ${this.p.cookie}` : ''})` };
+    }
     try {
       const opts = {
         ...(this.p.issuer !== undefined ? { issuer: this.p.issuer } : {}),
@@ -47,9 +53,31 @@ export class IdentityVerifier {
       const { payload } = await (this.key instanceof Uint8Array
         ? jwtVerify(token, this.key, opts)
         : jwtVerify(token, this.key, opts));
-      return { ok: true, claims: payload as Record<string, unknown> };
+      return { verified: true, claims: payload as Record<string, unknown> };
     } catch (err) {
-      return { ok: false, reason: `invalid token: ${(err as Error).message}` };
+      return { verified: false, reason: rejection(err) };
     }
+  }
+}
+
+function rejection(err: unknown): string {
+  const e = err as Error & { code?: string; claim?: string; reason?: string; payload?: { exp?: number } };
+  switch (e.code) {
+    case 'ERR_JWT_EXPIRED':
+      return `expired${typeof e.payload?.exp === 'number' ? ` at ${new Date(e.payload.exp * 1000).toISOString()}` : ''}`;
+    case 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED':
+      return 'bad signature (not signed with the configured secret or key)';
+    case 'ERR_JWT_CLAIM_VALIDATION_FAILED':
+      return `claim '${e.claim ?? '?'}' rejected: ${e.message}`;
+    case 'ERR_JOSE_ALG_NOT_ALLOWED':
+      return `algorithm not allowed: ${e.message}`;
+    case 'ERR_JWKS_NO_MATCHING_KEY':
+      return 'no key in the JWKS matches the token (kid/alg)';
+    case 'ERR_JWS_INVALID':
+    case 'ERR_JWT_INVALID':
+    case 'ERR_JOSE_NOT_SUPPORTED':
+      return `not a JWT: ${e.message}`;
+    default:
+      return `rejected: ${e.message}`;
   }
 }

@@ -39,38 +39,59 @@ function escape(s: string): string {
   return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
+/**
+ * The report: FIFO and sluice on the same charts, so the one comparison that
+ * matters is read off one axis: premium's p99 latency with and without
+ * sluice (and free's, dashed), then successful requests per second the same
+ * way. Each chart is full width (readable at 1280 px); both phases are
+ * plotted against seconds since their own start.
+ */
 export async function renderHtml(phases: { summary: PhaseSummary; run: LoadRun }[], meta: Meta): Promise<string> {
   const require = createRequire(import.meta.url);
   // The UMD build is not in the package's exports map; it sits beside the CommonJS entry.
   const chartJs = await readFile(join(dirname(require.resolve('chart.js')), 'chart.umd.min.js'), 'utf8');
-  const data = phases.map((p) => ({ title: p.summary.title, series: series(p.run) }));
+  const data = phases.map((p, i) => ({ title: p.summary.title, short: i === 0 ? 'FIFO' : 'sluice', series: series(p.run) }));
   const table = renderComparison(phases.map((p) => p.summary));
   return `<!doctype html>
-<html><head><meta charset="utf-8"><title>sluice demo report</title>
-<style>body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;color:#222}pre{background:#f6f6f6;padding:1em;overflow:auto}.row{display:flex;gap:2em}.row>div{flex:1}</style>
+<html lang="en"><head><meta charset="utf-8"><title>sluice demo report</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+body{font-family:system-ui,sans-serif;max-width:1200px;margin:1.5em auto;padding:0 1.5em;color:#222}
+pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:.9em}
+.chart{position:relative;width:100%;height:380px;margin-bottom:1em}
+.key{color:#555;font-size:.95em}
+</style>
 <script>${chartJs.replace(/<\/script/g, '<\\/script')}</script></head>
 <body>
 <h1>sluice demo</h1>
 <p>Backend: ${meta.slots} slots × ${meta.serviceMs} ms = ${meta.capacity} req/s. Offered load ${meta.offered} req/s (${(meta.offered / meta.capacity).toFixed(1)}× capacity).
-Left: FIFO (one class, everyone in one line). Right: sluice with priority classes and a premium reserve.</p>
+Two runs of the same load: <b>FIFO</b> (one class, everyone in one line) and <b>sluice</b> (priority classes and a premium reserve, policies/demo.yaml).</p>
 <pre>${escape(table)}</pre>
-<h2>p99 latency of successful requests (ms), per 0.5 s</h2><div class="row" id="p99"></div>
-<h2>Successful requests per second</h2><div class="row" id="ok"></div>
+<h2>p99 latency of successful requests (ms), per 0.5 s</h2>
+<p class="key">One axis for both runs. Solid: sluice; dashed: FIFO. Red: premium; blue: free.</p>
+<div class="chart"><canvas id="p99"></canvas></div>
+<h2>Successful requests per second</h2>
+<p class="key">One axis for both runs. Solid: sluice; dashed: FIFO.</p>
+<div class="chart"><canvas id="ok"></canvas></div>
 <script>
 const data = ${JSON.stringify(data)};
 const colors = { premium: '#c0392b', free: '#2980b9' };
-for (const [id, key, log] of [['p99', 'p99', true], ['ok', 'ok', false]]) {
+window.charts = {};
+for (const [id, key, unit] of [['p99', 'p99', 'ms'], ['ok', 'ok', 'req/s']]) {
+  const datasets = [];
   for (const phase of data) {
-    const div = document.createElement('div');
-    const h = document.createElement('h3'); h.textContent = phase.title; div.appendChild(h);
-    const c = document.createElement('canvas'); div.appendChild(c);
-    document.getElementById(id).appendChild(div);
-    new Chart(c, { type: 'line', data: { datasets: Object.entries(phase.series).map(([name, pts]) => ({
-      label: name, borderColor: colors[name] || '#555', pointRadius: 0,
-      data: pts.filter(p => Number.isFinite(p[key])).map(p => ({ x: p.t, y: p[key] })) })) },
-      options: { animation: false, parsing: false, scales: { x: { type: 'linear', title: { display: true, text: 's' } },
-        y: { type: log ? 'logarithmic' : 'linear' } } } });
+    for (const [name, pts] of Object.entries(phase.series)) {
+      const premium = name === 'premium';
+      datasets.push({ label: phase.short + ' ' + name, borderColor: colors[name] || '#555', backgroundColor: colors[name] || '#555',
+        borderDash: phase.short === 'FIFO' ? [6, 4] : [], borderWidth: premium ? 3 : 1.5, pointRadius: 0,
+        data: pts.filter((p) => Number.isFinite(p[key])).map((p) => ({ x: p.t, y: p[key] })) });
+    }
   }
+  window.charts[id] = new Chart(document.getElementById(id), { type: 'line', data: { datasets },
+    options: { animation: false, parsing: false, maintainAspectRatio: false,
+      plugins: { legend: { position: 'right' } },
+      scales: { x: { type: 'linear', title: { display: true, text: 'seconds since the run started' } },
+        y: { type: 'linear', beginAtZero: true, title: { display: true, text: unit } } } } });
 }
 </script></body></html>
 `;

@@ -41,4 +41,6 @@ export function addForwardedHeaders(headers: OutgoingHttpHeaders, ctx: RequestCo
   const own = `for=${node};proto=${proto}${host ? `;host="${host.replace(/"/g, '')}"` : ''}`;
   const priorFwd = ctx.req.headers.forwarded;
   headers.forwarded = peerTrusted && typeof priorFwd === 'string' && priorFwd !== '' ? `${priorFwd}, ${own}` : own;
+  // Decided on arrival (request-id.ts): replaces whatever an untrusted client sent.
+  if (ctx.requestId) headers['x-request-id'] = ctx.requestId;
 }

@@ -68,6 +68,7 @@ function onReq(req: InboundRequest, options: RequestOptions): ClientRequest {
   applyRequestRules(a.ctx, options);
   const up = openRequest(a.member, options);
   a.upstreamReq = up;
+  a.ctx.target = a.member.target.url;
   if (a.ctx.maxBodySize !== Infinity) limitBody(up, a);
   if (hasPendingBody(req, a.framing)) watchBody(req, a);
   // After limitBody: shaped pieces are what gets counted against maxBodySize.
@@ -154,7 +155,7 @@ function onDeadline(a: Attempt, headersDeadline: boolean): void {
     ? new ProxyError('UPSTREAM_TIMEOUT', `upstream '${u.name}' sent no response headers within ${u.timeoutMs} ms`, {
         className: a.ctx.klass?.name,
       })
-    : new ProxyError('UPSTREAM_UNREACHABLE', `connect to ${a.member.target.url} timed out after ${u.connectTimeoutMs} ms`, {
+    : new ProxyError('UPSTREAM_UNREACHABLE', `connect to ${a.policy.errors.debug ? a.member.target.url : `upstream '${u.name}'`} timed out after ${u.connectTimeoutMs} ms`, {
         className: a.ctx.klass?.name,
       });
   a.upstreamReq?.destroy(err);
@@ -169,9 +170,13 @@ function onRes(req: InboundRequest, res: InboundResponse, proxyRes: IncomingMess
   ctx.upstreamHeadersAt = a.opts.clock.now();
   ctx.status = proxyRes.statusCode ?? 502;
   const headers = proxyRes.headers as Record<string, string | string[] | undefined>;
-  const timing = `queue;dur=${ctx.queueMs.toFixed(1)}, upstream;dur=${ctx.upstreamMs.toFixed(1)}`;
-  const prior = headers['server-timing'];
-  headers['server-timing'] = prior ? `${prior}, ${timing}` : timing;
+  // policy serverTiming: all (default) | trusted (peers in trustedProxies) | off.
+  const st = a.policy.serverTiming;
+  if (st === 'all' || (st === 'trusted' && a.opts.peerTrusted(ctx))) {
+    const timing = `queue;dur=${ctx.queueMs.toFixed(1)}, upstream;dur=${ctx.upstreamMs.toFixed(1)}`;
+    const prior = headers['server-timing'];
+    headers['server-timing'] = prior ? `${prior}, ${timing}` : timing;
+  }
   applyResponseRules(ctx, headers);
   a.pool.onResponse(ctx, a.member, headers);
   const grpcTrailers = grpcStatusToTrailers(headers, res);
@@ -182,19 +187,21 @@ function onRes(req: InboundRequest, res: InboundResponse, proxyRes: IncomingMess
   body.pipe(res as NodeJS.WritableStream);
 }
 
+/** `target` is '' unless the policy's errors.debug is on: the target address stays in the logs (access log `target`). */
 function mapError(err: unknown, ctx: RequestContext, target: string, upstream: string): ProxyError {
   if (err instanceof ProxyError) return err;
+  const at = target ? ` (${target})` : '';
   const e = err as NodeJS.ErrnoException & { connectedSocket?: boolean };
   const className = ctx.klass?.name;
   const tls = describeTlsError(err);
   if (tls) return new ProxyError('UPSTREAM_TLS', `upstream '${upstream}' (${target}): ${tls}`, { className, cause: err });
   if (!e.connectedSocket || ['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN'].includes(e.code ?? '')) {
-    return new ProxyError('UPSTREAM_UNREACHABLE', `upstream '${upstream}' (${target}) unreachable: ${e.code ?? e.message}`, {
+    return new ProxyError('UPSTREAM_UNREACHABLE', `upstream '${upstream}'${at} unreachable: ${e.code ?? e.message}`, {
       className,
       cause: err,
     });
   }
-  return new ProxyError('UPSTREAM_RESET', `upstream '${upstream}' (${target}) failed: ${e.code ?? e.message}`, {
+  return new ProxyError('UPSTREAM_RESET', `upstream '${upstream}'${at} failed: ${e.code ?? e.message}`, {
     className,
     cause: err,
   });
@@ -250,7 +257,7 @@ export async function forward(
     } catch (err) {
       if (clientGone(ctx) || a.cancelled) return undefined;
       const e = err as { reusedSocket?: boolean; code?: string; connectedSocket?: boolean };
-      const mapped = mapError(err, ctx, member.target.url, pool.upstream.name);
+      const mapped = mapError(err, ctx, policy.errors.debug ? member.target.url : '', pool.upstream.name);
       // A pooled socket the backend closed while idle: safe to try once more if nothing was sent or received
       // (a request with a body may have had it read already, so it is never retried).
       const staleSocket = e.reusedSocket === true && e.code === 'ECONNRESET' && IDEMPOTENT.has(ctx.method) && framing.kind === 'none';

@@ -7,6 +7,7 @@
  * `Exchange` (exchange.ts), one state machine for HTTP/1.1, HTTP/2 and WebSocket
  * alike, which ends exactly once.
  */
+import { assignRequestId } from '../forward/request-id.js';
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { ProxyError } from '../errors.js';
@@ -112,6 +113,7 @@ export class Pipeline {
     req.on('error', noop);
     res.on('error', noop);
     if (this.draining && req.httpVersionMajor === 1) res.setHeader('connection', 'close');
+    assignRequestId(ctx, rt.clientIp.peerTrusted(ctx.peer));
     new Exchange(ctx, rt, this).start();
   };
 
@@ -120,6 +122,7 @@ export class Pipeline {
     socket.on('error', noop);
     const rt = this.rt;
     const ctx = new RequestContext(req, socket as unknown as InboundResponse, this.clock.now(), rt.policy.pathNormalization);
+    assignRequestId(ctx, rt.clientIp.peerTrusted(ctx.peer));
     new Exchange(ctx, rt, this, { socket, head }).start();
   };
 

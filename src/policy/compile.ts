@@ -10,6 +10,7 @@ import { referencedPath, referencedPaths } from './files.js';
 import { compileListeners, compileUpstreamTransport } from './tls.js';
 import type { RawPolicy, RawClass, RawUpstream, RawValueMatcher, RawClassMatch, RawRoute } from './schema.js';
 import * as gw from './gateway.js';
+import { compileOps } from './ops.js';
 
 type Path = (string | number)[];
 
@@ -368,6 +369,9 @@ export function compilePolicy(raw: RawPolicy, file: string, pos: Positions, file
     else if (text.trim().length < 16) c.fail(['admin', 'tokenFile'], `${raw.admin.tokenFile}: the token must be at least 16 characters`);
     else adminToken = text.trim();
   }
+  if (raw.admin?.requireToken !== undefined && adminToken === undefined) {
+    c.fail(['admin', 'requireToken'], 'requireToken needs admin.token or admin.tokenFile: without a token nothing would be protected', true);
+  }
   if ((raw.trustedHeaders?.length ?? 0) > 0 && (raw.trustedProxies?.length ?? 0) === 0) {
     c.fail(['trustedHeaders'], 'trustedHeaders needs trustedProxies: with no trusted peer these headers would always be removed');
   }
@@ -427,6 +431,7 @@ export function compilePolicy(raw: RawPolicy, file: string, pos: Positions, file
     routes: Object.freeze(routes),
     classes: Object.freeze(classes),
     defaultClass,
+    ...compileOps(raw),
   });
   return { ok: true, policy };
 }

@@ -5,6 +5,7 @@
  * Every object rejects unknown keys: a typo must be an error, never a silent default.
  */
 import { Type, type Static, type TObject, type TProperties, type ObjectOptions } from '@sinclair/typebox';
+import { LogSchema, ErrorsSchema, ServerTimingSchema, RequireTokenSchema } from './ops.js';
 
 const Strict = <T extends TProperties>(props: T, opts: ObjectOptions = {}): TObject<T> =>
   Type.Object(props, { additionalProperties: false, ...opts });
@@ -99,6 +100,7 @@ export const Admin = Strict(
     port: Type.Optional(Port('Admin port; 0 picks an ephemeral port. Default 9901.')),
     token: Type.Optional(Type.String({ minLength: 16, description: 'POST /reload requires "Authorization: Bearer <token>". Default: no token (loopback only is the protection).' })),
     tokenFile: Type.Optional(Type.String({ description: 'File holding the reload token.' })),
+    requireToken: Type.Optional(RequireTokenSchema),
   },
   { description: 'Admin listener (health, status, metrics, reload).' },
 );
@@ -500,6 +502,9 @@ export const PolicySchema = Strict(
       Type.Array(Klass, { description: 'Traffic classes; first match wins. Default: one class named default.' }),
     ),
     defaultClass: Type.Optional(Name('Class of requests no class matches. Required when classes are given.')),
+    log: Type.Optional(LogSchema),
+    errors: Type.Optional(ErrorsSchema),
+    serverTiming: Type.Optional(ServerTimingSchema),
   },
   { $id: 'https://sluice.dev/policy.schema.json', title: 'sluice policy' },
 );

@@ -4,6 +4,7 @@
  * schema types so a key added to the schema shows up here.
  */
 import type { RawClassMatch, RawRouteMatch, RawRateLimit, RawPathNormalization, RawBalance } from './schema.js';
+import type { OpsPolicy } from './ops.js';
 
 export interface Target {
   readonly url: string;
@@ -154,7 +155,8 @@ export interface JwtIdentityPolicy {
   readonly algorithms?: readonly string[];
 }
 
-export interface Policy {
+/** OpsPolicy: log, errors, serverTiming, adminRequireToken (src/policy/ops.ts). */
+export interface Policy extends OpsPolicy {
   /** File the policy was read from (for messages and reload). */
   readonly source: string;
   readonly listen: { readonly host: string; readonly port: number };
