@@ -17,6 +17,7 @@ import { Classifier, type Decision } from './classify/classifier.js';
 import { ClientIp } from './classify/client-ip.js';
 import { IdentityVerifier } from './classify/identity.js';
 import { Scheduler, type Job, type Permit, type RejectReason, type Entry } from './schedule/scheduler.js';
+import { sampleOf } from './schedule/limit/feedback.js';
 import { UpstreamPool } from './forward/pool.js';
 import { forward, type ForwardHooks, type ForwardOptions } from './forward/proxy.js';
 import { addForwardedHeaders } from './forward/headers.js';
@@ -158,7 +159,7 @@ class Exchange implements Job {
       sendProblem(ctx.res, new ProxyError('UPSTREAM_RESET', 'internal forwarding error', { className: ctx.klass?.name }));
       this.p.finish(ctx, 'upstream_error');
     } finally {
-      permit.release();
+      permit.release(sampleOf(ctx));
       ctx.res.off('close', this.onClose);
     }
   }
