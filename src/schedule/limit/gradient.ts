@@ -138,7 +138,9 @@ export class GradientLimit implements AdaptiveLimit {
       if (rtt < this.minRtt) this.minRtt = rtt;
       const gradient = Math.max(0.5, Math.min(2, (this.minRtt * cfg.tolerance) / rtt));
       const scaled = gradient * limit;
-      target = scaled + Math.sqrt(scaled);
+      // Envoy adds √limit of burst headroom on every update, which settles a knee of 8 at
+      // about 13; here headroom is added only while latency is within tolerance (growing).
+      target = gradient >= 1 ? scaled + Math.sqrt(scaled) : scaled;
       // Application-limited: too little traffic to tell whether more would queue.
       if (target > limit && this.maxInFlight < limit / 2) target = limit;
     }
