@@ -1,0 +1,58 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { startBackend } from '../helpers/backend.js';
+import { startSluice } from '../helpers/sluice.js';
+import { getJson, waitFor } from '../helpers/net.js';
+
+interface Status {
+  inFlight: number;
+  queued: number;
+  classes: { name: string; inFlight: number; queued: number; served: number; rejected: Record<string, number> }[];
+}
+
+test('codel + adaptive LIFO over real sockets: a standing queue sheds with 503 + Retry-After, fresh requests are served', { timeout: 60_000 }, async () => {
+  const backend = await startBackend({ delayMs: 20 });
+  const sluice = await startSluice(`upstreams:
+  - name: api
+    targets: [${backend.url}]
+    maxConcurrent: 2
+routes:
+  - upstream: api
+classes:
+  - name: free
+    queue: { size: 1000, timeout: 30s, codel: { target: 20ms, interval: 100ms }, lifo: adaptive }
+defaultClass: free
+`);
+  // 200 requests at once against 100 req/s of capacity: the queue stands for seconds.
+  const results = await Promise.all(
+    Array.from({ length: 200 }, async () => {
+      const t0 = performance.now();
+      const r = await fetch(`${sluice.url}/x`);
+      const body = await r.text();
+      return { status: r.status, retryAfter: r.headers.get('retry-after'), body, ms: performance.now() - t0, timing: r.headers.get('server-timing') };
+    }),
+  );
+  const shed = results.filter((r) => r.status === 503);
+  const ok = results.filter((r) => r.status === 200);
+  assert.equal(shed.length + ok.length, results.length, `unexpected statuses: ${[...new Set(results.map((r) => r.status))].join(',')}`);
+  assert.ok(shed.length > 50, `only ${shed.length} shed`);
+  assert.ok(ok.length >= 4, `only ${ok.length} served`);
+  for (const r of shed) {
+    assert.ok(Number(r.retryAfter) >= 1, 'Retry-After on a shed');
+    const p = JSON.parse(r.body) as { status: number; class: string; detail: string };
+    assert.equal(p.status, 503);
+    assert.equal(p.class, 'free');
+    assert.match(p.detail, /standing queue/);
+  }
+  // Nobody waited anywhere near the 30 s queue timeout: the standing queue was cut short.
+  assert.ok(Math.max(...results.map((r) => r.ms)) < 10_000);
+  await waitFor(async () => {
+    const s = await getJson<Status>(`${sluice.admin}/status`);
+    return s.inFlight === 0 && s.queued === 0;
+  }, 10_000, 'in flight and queued back to zero');
+  const st = await getJson<Status>(`${sluice.admin}/status`);
+  assert.equal(st.classes[0]!.rejected.shed, shed.length);
+  assert.equal(backend.inFlight, 0);
+  await sluice.stop();
+  await backend.close();
+});
