@@ -21,7 +21,7 @@ const DEFAULTS = {
   outlier: { consecutiveFailures: 5, baseEjectionTime: '10s', maxEjectionTime: '5m', maxEjectionPercent: 50 },
   queue: { size: 1000, timeout: '5s' },
   standing: { target: '5ms', interval: '100ms' },
-  adaptive: { min: 3, max: 1000, initial: 20, tolerance: 1.25, smoothing: 0.5, window: '100ms', probeInterval: '30s' },
+  adaptive: { min: 3, max: 1000, initial: 20, tolerance: 1.25, smoothing: 0.5, window: '100ms', probeInterval: '15s' },
   maxHeaderSize: 16 * 1024,
   maxQueued: 10_000,
   maxUrlLength: 8192,

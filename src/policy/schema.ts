@@ -73,7 +73,7 @@ export const Adaptive = Strict(
     tolerance: Type.Optional(Type.Number({ minimum: 1, maximum: 10, description: 'Latency over the no-load latency (min RTT) that still counts as no queueing: 1.25 = 25% more. Default 1.25.' })),
     smoothing: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1, description: 'Weight of each new limit against the previous one. Default 0.5.' })),
     window: Type.Optional(Duration('Samples are summarised (median) and the limit recomputed once per window. Default 100ms.')),
-    probeInterval: Type.Optional(Duration('How often the no-load latency is measured again by holding concurrency at min for a few samples (±10% jitter). Default 30s.')),
+    probeInterval: Type.Optional(Duration('How often the no-load latency is measured again by holding concurrency at min for a few samples (±10% jitter). Default 15s.')),
   },
   { description: 'Tunes maxConcurrent: auto (gradient algorithm after Envoy adaptive concurrency and Netflix Gradient2). Implies auto.' },
 );

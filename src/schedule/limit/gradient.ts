@@ -139,8 +139,10 @@ export class GradientLimit implements AdaptiveLimit {
       const gradient = Math.max(0.5, Math.min(2, (this.minRtt * cfg.tolerance) / rtt));
       const scaled = gradient * limit;
       // Envoy adds √limit of burst headroom on every update, which settles a knee of 8 at
-      // about 13; here headroom is added only while latency is within tolerance (growing).
-      target = gradient >= 1 ? scaled + Math.sqrt(scaled) : scaled;
+      // about 13. Here the headroom shrinks to nothing as latency nears the tolerance
+      // (full at min RTT), so the limit settles where latency is min RTT × tolerance.
+      const room = Math.max(0, Math.min(1, (gradient - 1) / (cfg.tolerance - 1)));
+      target = scaled + room * Math.sqrt(scaled);
       // Application-limited: too little traffic to tell whether more would queue.
       if (target > limit && this.maxInFlight < limit / 2) target = limit;
     }
