@@ -17,7 +17,7 @@ import { Classifier, type Decision } from './classify/classifier.js';
 import { ClientIp } from './classify/client-ip.js';
 import { IdentityVerifier } from './classify/identity.js';
 import { Scheduler, type Job, type Permit, type RejectReason, type Entry } from './schedule/scheduler.js';
-import { sampleOf } from './schedule/limit/feedback.js';
+import { holdPermit, releasePermit } from './schedule/handoff.js';
 import { UpstreamPool } from './forward/pool.js';
 import { forward, type ForwardHooks, type ForwardOptions } from './forward/proxy.js';
 import { addForwardedHeaders } from './forward/headers.js';
@@ -144,6 +144,7 @@ class Exchange implements Job {
 
   private async run(permit: Permit): Promise<void> {
     const ctx = this.ctx;
+    holdPermit(ctx, permit);
     try {
       const pool = this.rt.pools.get(ctx.route!.upstream.name)!;
       const err = await forward(ctx, pool, this.p.forwardOptions, this.rt.policy);
@@ -159,7 +160,7 @@ class Exchange implements Job {
       sendProblem(ctx.res, new ProxyError('UPSTREAM_RESET', 'internal forwarding error', { className: ctx.klass?.name }));
       this.p.finish(ctx, 'upstream_error');
     } finally {
-      permit.release(sampleOf(ctx));
+      releasePermit(ctx);
       ctx.res.off('close', this.onClose);
     }
   }
@@ -200,7 +201,7 @@ export class Pipeline {
     this.forwardOptions = {
       clock: opts.clock,
       peerTrusted: (ctx) => this.rt.clientIp.peerTrusted(ctx.peer),
-      hooks: withShaping(opts.hooks ?? {}, this.shaping),
+      hooks: { ...withShaping(opts.hooks ?? {}, this.shaping), upstreamDone: releasePermit },
     };
   }
 
