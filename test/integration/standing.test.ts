@@ -56,3 +56,52 @@ defaultClass: free
   await sluice.stop();
   await backend.close();
 });
+
+test('hostile clients against auto + codel + LIFO: resets while queued, in flight and mid-response leave nothing behind', { timeout: 60_000 }, async () => {
+  const backend = await startBackend({ delayMs: 15 });
+  const sluice = await startSluice(`upstreams:
+  - name: api
+    targets: [${backend.url}]
+    maxConcurrent: auto
+    adaptive: { min: 3, initial: 6 }
+routes:
+  - upstream: api
+classes:
+  - name: premium
+    priority: 0
+    reserve: 1
+    match: { headers: { x-tier: premium } }
+    queue: { size: 1000, timeout: 5s, lifo: adaptive }
+  - name: free
+    priority: 1
+    queue: { size: 1000, timeout: 5s, codel: { target: 10ms, interval: 50ms }, lifo: adaptive }
+defaultClass: free
+`);
+  const statuses = new Map<number | string, number>();
+  await Promise.all(
+    Array.from({ length: 300 }, async (_, i) => {
+      const ac = new AbortController();
+      // A third abort at once, a third after a random moment (queued or in flight), a third never.
+      if (i % 3 === 0) setTimeout(() => ac.abort(), 0);
+      else if (i % 3 === 1) setTimeout(() => ac.abort(), Math.random() * 200);
+      try {
+        const r = await fetch(`${sluice.url}/h${i}`, { signal: ac.signal, headers: i % 5 === 0 ? { 'x-tier': 'premium' } : {} });
+        await r.text();
+        statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
+      } catch {
+        statuses.set('aborted', (statuses.get('aborted') ?? 0) + 1);
+      }
+    }),
+  );
+  for (const k of statuses.keys()) assert.ok(k === 200 || k === 503 || k === 'aborted', `unexpected outcome ${k}`);
+  assert.ok((statuses.get(200) ?? 0) > 0);
+  await waitFor(async () => {
+    const s = await getJson<Status>(`${sluice.admin}/status`);
+    return s.inFlight === 0 && s.queued === 0 && s.classes.every((c) => c.inFlight === 0 && c.queued === 0);
+  }, 10_000, 'in flight and queued back to zero');
+  await waitFor(() => backend.inFlight === 0, 5000, 'backend idle');
+  // Still serving afterwards.
+  assert.equal((await fetch(`${sluice.url}/after`)).status, 200);
+  await sluice.stop();
+  await backend.close();
+});
