@@ -1,6 +1,6 @@
 // Scenario 4: priority under overload. A fragile backend (SLOTS concurrent
 // slots, SERVICE_MS each, answers 503 itself when over its slots) gets premium
-// and free traffic at 3x its capacity from an open-loop generator. Peers:
+// and free traffic at 3x and at 10x its capacity from an open-loop generator. Peers:
 // direct (no protection), NGINX with max_conns (no queue in open-source NGINX:
 // FIFO-less rejection), HAProxy FIFO (server maxconn + timeout queue), HAProxy
 // with `http-request set-priority-class`, sluice with one class (FIFO) and
@@ -28,13 +28,15 @@ interface RunOut {
 
 export const scenario: Scenario = {
   id: 'priority',
-  title: `4. Priority under overload (fragile backend, premium + free at 3× capacity)`,
+  title: `4. Priority under overload (fragile backend, premium + free at 3× and 10× capacity)`,
   async run(ctx: Ctx): Promise<Section> {
     const duration = ctx.quick ? 1 : 10;
     const queueTimeout = ctx.quick ? '500ms' : '2s';
-    const total = 3 * CAPACITY;
-    const premiumRate = Math.round(total * PREMIUM_SHARE);
-    const freeRate = total - premiumRate;
+    const rates = (mult: number) => {
+      const total = mult * CAPACITY;
+      const premiumRate = Math.round(total * PREMIUM_SHARE);
+      return { total, premiumRate, freeRate: total - premiumRate };
+    };
     const backend = await startBackend({ fragile: { slots: SLOTS, serviceMs: SERVICE_MS } });
     const notRun = (r: string) => async (): Promise<Peer> => {
       throw new Error(r);
@@ -48,16 +50,16 @@ export const scenario: Scenario = {
       ['sluice one class (FIFO)', sluiceStart(oneClassPolicy(backend.port, { maxConcurrent: SLOTS, queue: { size: 10000, timeout: queueTimeout } }), 'sluice-fifo')],
       ['sluice premium/free', sluiceStart(priorityPolicy(backend.port, SLOTS, queueTimeout), 'sluice-prio')],
     ], { quickOnly: ['haproxy priority-class', 'sluice premium/free'] });
-    const genArgs = (port: number): string[] => [
+    const genArgs = (port: number, mult = 3): string[] => [
       'bench/lib/openloop.mjs',
       '--url',
       `http://127.0.0.1:${port}/`,
       '--duration',
       String(duration),
       '--class',
-      `premium=${premiumRate}`,
+      `premium=${rates(mult).premiumRate}`,
       '--class',
-      `free=${freeRate}`,
+      `free=${rates(mult).freeRate}`,
       '--timeout-ms',
       '10000',
     ];
@@ -68,20 +70,24 @@ export const scenario: Scenario = {
       commands.push(`# ${s.name}: ${s.peer.command}`);
       if (s.peer.config) configs[`priority / ${s.name}`] = s.peer.config;
     }
-    commands.push(`# load, per peer: ${shellLine('taskset', ['-c', String(LOADGEN_CORE), 'node', ...genArgs(0)]).replace('127.0.0.1:0', '127.0.0.1:PORT')}`);
-    const notes: string[] = [];
-    try {
+    for (const mult of [3, 10]) {
+      commands.push(`# load at ${mult}x, per peer: ${shellLine('taskset', ['-c', String(LOADGEN_CORE), 'node', ...genArgs(0, mult)]).replace('127.0.0.1:0', '127.0.0.1:PORT')}`);
+    }
+    const body: string[] = [];
+    const measure = async (mult: number): Promise<void> => {
+      const { total, premiumRate, freeRate } = rates(mult);
+      const notes: string[] = [];
       const active = slots.filter((s) => s.peer);
       const results = await interleaved(ctx.reps, active, async (s, rep): Promise<RunOut | undefined> => {
         if (s.notRun) return undefined;
         try {
           await backend.reset();
-          const gen = await openLoop(genArgs(s.peer!.port).slice(1), duration);
+          const gen = await openLoop(genArgs(s.peer!.port, mult).slice(1), duration);
           const b = await backend.stats();
           const p = gen.classes.premium!;
           const f = gen.classes.free!;
           ctx.log(
-            `    rep ${rep + 1} ${s.name}: premium ok ${fmt(p.okPerSec)}/s p99 ${fmt(p.p99ms ?? NaN, 0)} ms rej ${p.rejected}; free ok ${fmt(f.okPerSec)}/s p99 ${fmt(f.p99ms ?? NaN, 0)} ms rej ${f.rejected}; backend max ${b.maxConcurrency} overload ${b.overloadRejected}`,
+            `    ${mult}x rep ${rep + 1} ${s.name}: premium ok ${fmt(p.okPerSec)}/s p99 ${fmt(p.p99ms ?? NaN, 0)} ms rej ${p.rejected}; free ok ${fmt(f.okPerSec)}/s p99 ${fmt(f.p99ms ?? NaN, 0)} ms rej ${f.rejected}; backend max ${b.maxConcurrency} overload ${b.overloadRejected}`,
           );
           return { gen, backendMax: b.maxConcurrency, backendServed: b.served, backendOverload: b.overloadRejected };
         } catch (e) {
@@ -90,17 +96,19 @@ export const scenario: Scenario = {
           return undefined;
         }
       });
-      const body: string[] = [
-        `Fragile backend: ${SLOTS} slots × ${SERVICE_MS} ms = capacity ${CAPACITY} req/s; over its slots it answers 503 itself ("backend overload"). Open-loop load for ${duration} s per run: premium ${premiumRate} req/s (\`x-tier: premium\`) + free ${freeRate} req/s = ${total} req/s = 3× capacity. Queue timeout ${queueTimeout} for every queueing peer; client timeout 10 s. Latency is measured from each request's scheduled send time, p50/p99 over successful (2xx) responses only; "ok req/s" is 2xx responses divided by the time from the first send to the last response (send phase plus queue drain). ${ctx.reps} interleaved runs; median (min–max).`,
+      body.push(
+        `### ${mult}× capacity`,
+        '',
+        `Fragile backend: ${SLOTS} slots × ${SERVICE_MS} ms = capacity ${CAPACITY} req/s; over its slots it answers 503 itself ("backend overload"). Open-loop load for ${duration} s per run: premium ${premiumRate} req/s (\`x-tier: premium\`) + free ${freeRate} req/s = ${total} req/s = ${mult}× capacity. Queue timeout ${queueTimeout} for every queueing peer; client timeout 10 s. Latency is measured from each request's scheduled send time, p50/p99 over successful (2xx) responses only; "ok req/s" is 2xx responses divided by the time from the first send to the last response (send phase plus queue drain). ${ctx.reps} interleaved runs; median (min–max).`,
         '"rejected" = 503/429 from the proxy (queue full / queue timeout / shed); "backend 503" = the fragile backend overloaded (the proxy let too many through); "errors" = other statuses (NGINX answers 502 when max_conns is reached), connection errors and client timeouts.',
         '',
-        '| peer | class | ok % of sent | ok req/s | p50 ms | p99 ms | rejected | backend 503 | errors | backend max concurrency |',
-        '|---|---|---|---|---|---|---|---|---|---|',
-      ];
+        '| peer | class | ok % of sent | ok req/s | p50 ms | p99 ms | rejected | backend 503 | errors | backend max concurrency | goodput % of capacity |',
+        '|---|---|---|---|---|---|---|---|---|---|---|',
+      );
       for (const s of slots) {
         const rs = (results.get(s) ?? []).filter((x): x is RunOut => !!x);
         if (rs.length === 0) {
-          body.push(`| ${s.name} | – | not run: ${(s.notRun ?? 'did not start').replace(/\|/g, '\\|')} | | | | | | | |`);
+          body.push(`| ${s.name} | – | not run: ${(s.notRun ?? 'did not start').replace(/\|/g, '\\|')} | | | | | | | | |`);
           continue;
         }
         const maxC = summarize(rs.map((r) => r.backendMax));
@@ -108,7 +116,7 @@ export const scenario: Scenario = {
           const c = rs.map((r) => r.gen.classes[cls]!);
           const other = (x: ClassOut): number => openLoopOther(x) - x.backendOverload;
           body.push(
-            `| ${s.name}${s.notRun ? ` (incomplete: ${s.notRun.replace(/\|/g, '\\|')})` : ''} | ${cls} | ${fmtS(summarize(c.map((x) => (100 * x.ok) / x.sent)), 1)} | ${fmtS(summarize(c.map((x) => x.okPerSec)))} | ${fmtS(summarize(c.map((x) => x.p50ms ?? NaN)))} | ${fmtS(summarize(c.map((x) => x.p99ms ?? NaN)))} | ${fmtS(summarize(c.map((x) => x.rejected)))} | ${fmtS(summarize(c.map((x) => x.backendOverload)))} | ${fmtS(summarize(c.map(other)))} | ${cls === 'premium' ? fmtS(maxC) : ''} |`,
+            `| ${s.name}${s.notRun ? ` (incomplete: ${s.notRun.replace(/\|/g, '\\|')})` : ''} | ${cls} | ${fmtS(summarize(c.map((x) => (100 * x.ok) / x.sent)), 1)} | ${fmtS(summarize(c.map((x) => x.okPerSec)))} | ${fmtS(summarize(c.map((x) => x.p50ms ?? NaN)))} | ${fmtS(summarize(c.map((x) => x.p99ms ?? NaN)))} | ${fmtS(summarize(c.map((x) => x.rejected)))} | ${fmtS(summarize(c.map((x) => x.backendOverload)))} | ${fmtS(summarize(c.map(other)))} | ${cls === 'premium' ? fmtS(maxC) : ''} | ${cls === 'premium' ? fmtS(summarize(rs.map((r) => (100 * (r.gen.classes.premium!.okPerSec + r.gen.classes.free!.okPerSec)) / CAPACITY)), 1) : ''} |`,
           );
         }
         // checks that say plainly what a peer did not do
@@ -126,6 +134,11 @@ export const scenario: Scenario = {
         }
       }
       if (notes.length) body.push('', 'Checks:', '', ...notes);
+      body.push('');
+    };
+    try {
+      await measure(3);
+      await measure(10);
       return { body, commands, configs };
     } finally {
       await stopAll(slots);

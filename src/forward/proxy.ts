@@ -28,6 +28,12 @@ export interface ForwardHooks {
    * (upload shaping wraps its write/end; http2-proxy pauses the client on a false write and resumes on 'drain').
    */
   requestBody?(ctx: RequestContext, upstreamReq: ClientRequest): void;
+  /**
+   * Called once the upstream response has been read to its end (the upstream
+   * is done with the request), before the client has necessarily received it.
+   * Not called when the exchange fails first.
+   */
+  upstreamDone?(ctx: RequestContext): void;
 }
 
 export interface ForwardOptions {
@@ -184,7 +190,22 @@ function onRes(req: InboundRequest, res: InboundResponse, proxyRes: IncomingMess
   const body = a.opts.hooks.responseBody ? a.opts.hooks.responseBody(ctx, proxyRes) : proxyRes;
   if (grpcTrailers) proxyRes.once('end', () => res.addTrailers(grpcTrailers));
   if (proxyRes.trailers && res.addTrailers) proxyRes.once('end', () => res.addTrailers(proxyRes.trailers));
+  if (a.opts.hooks.upstreamDone) {
+    (proxyRes as IncomingMessage & { [kState]?: Attempt })[kState] = a;
+    proxyRes.on('end', onUpstreamEnd);
+  }
   body.pipe(res as NodeJS.WritableStream);
+}
+
+function onUpstreamEnd(this: IncomingMessage & { [kState]?: Attempt }): void {
+  const a = this[kState];
+  // After Node's own 'end' listener has queued the socket's return to the agent
+  // (a nextTick), so the next request started by upstreamDone reuses this socket.
+  if (a) process.nextTick(upstreamDone, a);
+}
+
+function upstreamDone(a: Attempt): void {
+  a.opts.hooks.upstreamDone!(a.ctx);
 }
 
 /** `target` is '' unless the policy's errors.debug is on: the target address stays in the logs (access log `target`). */

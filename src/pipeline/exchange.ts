@@ -38,6 +38,7 @@ import { RequestBody, hasBody } from '../forward/request-body.js';
 import { RateWatch } from '../forward/buffer.js';
 import type { Runtime } from './runtime.js';
 import { admissionGate } from '../classify/access.js';
+import { sampleOf } from '../schedule/limit/feedback.js';
 import { closerOf, watch, unwatch, type Watcher } from './client-watch.js';
 import type { Pipeline } from './index.js';
 
@@ -297,7 +298,8 @@ export class Exchange implements Job, Watcher {
   upstreamDone(): void {
     if (this.state !== 'forwarding') return;
     this.state = 'draining';
-    this.permit?.release();
+    // The latency sample feeds an adaptive limit (schedule/limit/); fixed limits ignore it.
+    this.permit?.release(sampleOf(this.ctx));
     this.permit = undefined;
   }
 
@@ -359,7 +361,7 @@ export class Exchange implements Job, Watcher {
       this.token = undefined;
     }
     if (this.queueEntry) this.p.scheduler.cancel(this);
-    this.permit?.release();
+    this.permit?.release(sampleOf(ctx, outcome));
     this.permit = undefined;
     this.clientWatch?.stop();
     if (this.watching) {

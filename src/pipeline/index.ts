@@ -168,9 +168,11 @@ function withStages(hooks: ForwardHooks, shaping: Shaping, budget: BufferBudget)
   const prevReq = hooks.requestBody;
   return {
     ...hooks,
+    // The upstream response was read to its end: its slot goes back (forward/proxy.ts calls this a tick
+    // after 'end', once Node has returned the socket to the agent, so the next request reuses it).
+    upstreamDone: (ctx) => exchangeOf(ctx)?.upstreamDone(),
     responseBody: (ctx, proxyRes) => {
       const ex = exchangeOf(ctx);
-      if (ex) proxyRes.once('end', () => ex.upstreamDone());
       const max = ex ? ex.rt.policy.limits.buffering.response : 0;
       const buffered = bufferResponse(proxyRes, ctx.method, max, budget) as IncomingMessage;
       const body = prevBody ? (prevBody(ctx, buffered) as IncomingMessage) : buffered;

@@ -2,7 +2,7 @@
  * Semantic checks and defaults: what a JSON schema cannot say (units, references,
  * unique names, regexes, CIDRs, reserves) and the resolved, frozen `Policy`.
  */
-import type { ClassPolicy, Policy, RoutePolicy, UpstreamPolicy, RateLimitPolicy, BandwidthPolicy, Target, HostRewrite, TlsClientPolicy } from './types.js';
+import type { AdaptivePolicy, QueuePolicy, ClassPolicy, Policy, RoutePolicy, UpstreamPolicy, RateLimitPolicy, BandwidthPolicy, Target, HostRewrite, TlsClientPolicy } from './types.js';
 import { isValidAuthority } from '../accept/host.js';
 import { parseCidr, parseDuration, parseRate, parseSize, type Cidr } from './units.js';
 import type { PolicyIssue, Positions, LoadResult } from './load.js';
@@ -25,6 +25,8 @@ const DEFAULTS = {
   keepAlive: { maxSockets: 256, maxFreeSockets: 64, idleTimeout: '30s' },
   outlier: { consecutiveFailures: 5, baseEjectionTime: '10s', maxEjectionTime: '5m', maxEjectionPercent: 50 },
   queue: { size: 1000, timeout: '5s' },
+  standing: { target: '5ms', interval: '100ms' },
+  adaptive: { min: 3, max: 1000, initial: 20, tolerance: 1.25, smoothing: 0.5, window: '100ms', probeInterval: '15s' },
   maxHeaderSize: 16 * 1024,
   maxQueued: 10_000,
   maxUrlLength: 8192,
@@ -129,8 +131,57 @@ function compileHostRewrite(v: string | undefined, c: Checker, p: Path): HostRew
 const CLIENT_HOST: HostRewrite = Object.freeze({ kind: 'client' });
 const TARGET_HOST: HostRewrite = Object.freeze({ kind: 'target' });
 
-function compileUpstream(u: RawUpstream, i: number, c: Checker, file: string, files: ReadonlyMap<string, string>): UpstreamPolicy {
 
+/** maxConcurrent (fixed, unlimited or auto) and the adaptive knobs. */
+function compileConcurrency(u: RawUpstream, c: Checker, p: Path, reserved: number): { maxConcurrent: number; adaptive?: AdaptivePolicy } {
+  if (u.maxConcurrent !== 'auto' && u.adaptive === undefined) return { maxConcurrent: u.maxConcurrent ?? Infinity };
+  if (typeof u.maxConcurrent === 'number') {
+    c.fail([...p, 'adaptive'], `adaptive needs maxConcurrent: auto or no maxConcurrent (got ${u.maxConcurrent})`);
+  }
+  const a = u.adaptive ?? {};
+  // The limit never falls below min, so min must leave a shared slot beside the reserves.
+  const min = a.min ?? Math.max(DEFAULTS.adaptive.min, reserved + 1);
+  if (min <= reserved) {
+    c.fail([...p, 'adaptive', 'min'], `class reserves sum to ${reserved}, so adaptive.min must be at least ${reserved + 1} (got ${min})`);
+  }
+  const max = a.max ?? Math.max(DEFAULTS.adaptive.max, min);
+  if (max < min) c.fail([...p, 'adaptive', 'max'], `max (${max}) is below min (${min})`);
+  const adaptive: AdaptivePolicy = Object.freeze({
+    min,
+    max,
+    initial: Math.min(max, Math.max(min, a.initial ?? DEFAULTS.adaptive.initial)),
+    tolerance: a.tolerance ?? DEFAULTS.adaptive.tolerance,
+    smoothing: a.smoothing ?? DEFAULTS.adaptive.smoothing,
+    windowMs: c.duration(a.window, DEFAULTS.adaptive.window, [...p, 'adaptive', 'window']),
+    probeIntervalMs: c.duration(a.probeInterval, DEFAULTS.adaptive.probeInterval, [...p, 'adaptive', 'probeInterval']),
+  });
+  return { maxConcurrent: max, adaptive };
+}
+
+function compileQueue(k: RawClass, c: Checker, p: Path): QueuePolicy {
+  const q = k.queue ?? {};
+  const codel = q.codel
+    ? Object.freeze({
+        targetMs: c.duration(q.codel.target, DEFAULTS.standing.target, [...p, 'queue', 'codel', 'target']),
+        intervalMs: c.duration(q.codel.interval, DEFAULTS.standing.interval, [...p, 'queue', 'codel', 'interval']),
+      })
+    : undefined;
+  const standing =
+    codel ??
+    Object.freeze({
+      targetMs: c.duration(undefined, DEFAULTS.standing.target, []),
+      intervalMs: c.duration(undefined, DEFAULTS.standing.interval, []),
+    });
+  return Object.freeze({
+    size: q.size ?? DEFAULTS.queue.size,
+    timeoutMs: c.duration(q.timeout, DEFAULTS.queue.timeout, [...p, 'queue', 'timeout']),
+    ...(codel ? { codel } : {}),
+    lifo: q.lifo ?? 'off',
+    standing,
+  });
+}
+
+function compileUpstream(u: RawUpstream, i: number, c: Checker, file: string, files: ReadonlyMap<string, string>, reserved: number): UpstreamPolicy {
   const p: Path = ['upstreams', i];
   const ka = u.keepAlive ?? {};
   const od = u.outlierDetection ?? {};
@@ -139,7 +190,7 @@ function compileUpstream(u: RawUpstream, i: number, c: Checker, file: string, fi
     name: u.name,
     targets: Object.freeze(u.targets.map((t, j) => compileTarget(t, c, [...p, 'targets', j], transport.tlsFor))),
     protocol: transport.protocol,
-    maxConcurrent: u.maxConcurrent ?? Infinity,
+    ...compileConcurrency(u, c, p, reserved),
     timeoutMs: c.duration(u.timeout, DEFAULTS.upstreamTimeout, [...p, 'timeout']),
     connectTimeoutMs: c.duration(u.connectTimeout, DEFAULTS.connectTimeout, [...p, 'connectTimeout']),
     idleTimeoutMs: c.duration(u.idleTimeout, DEFAULTS.upstreamIdle, [...p, 'idleTimeout']),
@@ -242,10 +293,7 @@ function compileClass(k: RawClass, i: number, c: Checker, hasIdentity = false): 
     concurrency: k.concurrency ?? Infinity,
     reserve: k.reserve ?? 0,
     maxBodySize: c.size(k.maxBodySize, [...p, 'maxBodySize']) ?? Infinity,
-    queue: Object.freeze({
-      size: k.queue?.size ?? DEFAULTS.queue.size,
-      timeoutMs: c.duration(k.queue?.timeout, DEFAULTS.queue.timeout, [...p, 'queue', 'timeout']),
-    }),
+    queue: compileQueue(k, c, p),
     ...(rateLimit ? { rateLimit } : {}),
     ...(bandwidth ? { bandwidth } : {}),
     ...(access ? { access } : {}),
@@ -257,8 +305,9 @@ export function compilePolicy(raw: RawPolicy, file: string, pos: Positions, file
 
   c.unique(raw.upstreams.map((u) => u.name), (i) => ['upstreams', i, 'name'], 'upstream');
   const upstreams = new Map<string, UpstreamPolicy>();
+  const rawReserved = (raw.classes ?? []).reduce((s, k) => s + (k.reserve ?? 0), 0);
   raw.upstreams.forEach((u, i) => {
-    if (!upstreams.has(u.name)) upstreams.set(u.name, compileUpstream(u, i, c, file, files));
+    if (!upstreams.has(u.name)) upstreams.set(u.name, compileUpstream(u, i, c, file, files, rawReserved));
   });
 
   const maxBodySize = c.size(raw.limits?.maxBodySize, ['limits', 'maxBodySize']) ?? Infinity;
@@ -305,7 +354,8 @@ export function compilePolicy(raw: RawPolicy, file: string, pos: Positions, file
   const reserved = classes.reduce((s, k) => s + k.reserve, 0);
   if (reserved > 0) {
     for (const [i, u] of raw.upstreams.entries()) {
-      if (u.maxConcurrent === undefined) continue;
+      // Adaptive upstreams are checked against adaptive.min in compileConcurrency.
+      if (typeof u.maxConcurrent !== 'number' || u.adaptive) continue;
       if (reserved >= u.maxConcurrent) {
         const at = rawClasses.findIndex((k) => (k.reserve ?? 0) > 0);
         c.fail(

@@ -235,6 +235,20 @@ export const Access = Strict(
   { description: 'Access control, decided before the request takes a queue slot or a rate-limit token.' },
 );
 
+/** Adaptive concurrency limit of an upstream (maxConcurrent: auto); see src/schedule/limit/gradient.ts. */
+export const Adaptive = Strict(
+  {
+    min: Type.Optional(Type.Integer({ minimum: 1, description: 'Lowest limit, also the concurrency of min-RTT probes. Default 3 (more when class reserves need it).' })),
+    max: Type.Optional(Type.Integer({ minimum: 1, description: 'Highest limit. Default 1000.' })),
+    initial: Type.Optional(Type.Integer({ minimum: 1, description: 'Limit after the first min-RTT probe. Default 20.' })),
+    tolerance: Type.Optional(Type.Number({ minimum: 1, maximum: 10, description: 'Latency over the no-load latency (min RTT) that still counts as no queueing: 1.25 = 25% more. Default 1.25.' })),
+    smoothing: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: 1, description: 'Weight of each new limit against the previous one. Default 0.5.' })),
+    window: Type.Optional(Duration('Samples are summarised (median) and the limit recomputed once per window. Default 100ms.')),
+    probeInterval: Type.Optional(Duration('How often the no-load latency is measured again by holding concurrency at min for a few samples (±10% jitter). Default 15s.')),
+  },
+  { description: 'Tunes maxConcurrent: auto (gradient algorithm after Envoy adaptive concurrency and Netflix Gradient2). Implies auto.' },
+);
+
 export const Upstream = Strict({
   name: Name('Unique upstream name, referenced by routes.'),
   targets: Type.Array(Type.Union([TargetUrl, WeightedTarget], { errorMessage: 'http://HOST:PORT, https://HOST:PORT or { url, weight }' }), {
@@ -246,10 +260,12 @@ export const Upstream = Strict({
     errorMessage: 'http1, h2 or h2c',
   })),
   tls: Type.Optional(UpstreamTls),
-  maxConcurrent: Type.Optional(Type.Integer({
-    minimum: 1,
-    description: 'Never more requests in flight to this upstream (all targets together). Default: unlimited.',
+  maxConcurrent: Type.Optional(Type.Union([Type.Integer({ minimum: 1 }), Type.Literal('auto')], {
+    description:
+      'Never more requests in flight to this upstream (all targets together), or auto: a limit found from latency (see adaptive). Default: unlimited.',
+    errorMessage: 'a positive integer or auto',
   })),
+  adaptive: Type.Optional(Adaptive),
   timeout: Type.Optional(Duration('No response headers by then: 504. Default 30s.', '30s')),
   connectTimeout: Type.Optional(Duration('TCP connect timeout to a target: 502 after it. Default 5s.', '5s')),
   outlierDetection: Type.Optional(
@@ -379,6 +395,14 @@ export const Klass = Strict({
   queue: Type.Optional(Strict({
     size: Type.Optional(Type.Integer({ minimum: 0, description: 'Max queued requests. Default 1000.' })),
     timeout: Type.Optional(Duration('Waiting longer than this: 503. Default 5s.')),
+    codel: Type.Optional(Strict({
+      target: Type.Optional(Duration('Acceptable standing queue delay. Default 5ms.')),
+      interval: Type.Optional(Duration('How long the oldest wait must stay above target before shedding. Default 100ms.')),
+    }, { description: 'Standing-queue control (CoDel): when the oldest waiter has waited longer than target for a whole interval, waiters older than target are shed with 503. Default off.' })),
+    lifo: Type.Optional(Type.Union([Type.Literal('off'), Type.Literal('adaptive')], {
+      description: 'adaptive: while the queue is standing (as codel defines it), serve the newest waiter first. Default off.',
+      errorMessage: 'off or adaptive',
+    })),
   }, { description: 'Bounded wait for a slot; full: 503 at once.' })),
   maxBodySize: Type.Optional(Size('Request body bytes for this class; more: 413. Default: the route\'s limit.')),
   rateLimit: Type.Optional(RateLimit),

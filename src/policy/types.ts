@@ -67,8 +67,13 @@ export interface UpstreamPolicy {
   readonly targets: readonly Target[];
   /** http1 (default), h2 (TLS + ALPN) or h2c (prior knowledge). */
   readonly protocol: UpstreamProtocol;
-  /** Infinity when not configured. */
+  /**
+   * The hard cap: never more in flight. Infinity when not configured; with
+   * `maxConcurrent: auto` it is `adaptive.max` and the live limit is lower.
+   */
   readonly maxConcurrent: number;
+  /** Present with `maxConcurrent: auto` or an `adaptive` block. */
+  readonly adaptive?: AdaptivePolicy;
   readonly timeoutMs: number;
   readonly connectTimeoutMs: number;
   /** Longest pause in the response body before the exchange is aborted. */
@@ -86,6 +91,31 @@ export interface UpstreamPolicy {
   readonly hashOn: HashKey;
   readonly sticky?: StickyPolicy;
   readonly healthCheck?: HealthCheckPolicy;
+}
+
+/** Knobs of the adaptive limit (src/schedule/limit/gradient.ts), units resolved. */
+export interface AdaptivePolicy {
+  readonly min: number;
+  readonly max: number;
+  readonly initial: number;
+  /** Latency ratio over the min RTT still taken as no queueing (Envoy's minRTT buffer + 1). */
+  readonly tolerance: number;
+  /** Weight of a newly computed limit, 0..1. */
+  readonly smoothing: number;
+  readonly windowMs: number;
+  readonly probeIntervalMs: number;
+}
+
+/** Standing-queue control of one class's queue. */
+export interface QueuePolicy {
+  readonly size: number;
+  readonly timeoutMs: number;
+  /** CoDel-style shedding; absent: off. */
+  readonly codel?: { readonly targetMs: number; readonly intervalMs: number };
+  /** Serve newest first while the queue stands. */
+  readonly lifo: 'off' | 'adaptive';
+  /** What "standing" means for lifo and codel: codel's values, or 5 ms / 100 ms. */
+  readonly standing: { readonly targetMs: number; readonly intervalMs: number };
 }
 
 export interface RoutePolicy {
@@ -137,7 +167,7 @@ export interface ClassPolicy {
   readonly reserve: number;
   /** Body limit of the class (Infinity: none; the route's applies too). */
   readonly maxBodySize: number;
-  readonly queue: { readonly size: number; readonly timeoutMs: number };
+  readonly queue: QueuePolicy;
   readonly rateLimit?: RateLimitPolicy;
   readonly bandwidth?: BandwidthPolicy;
   readonly access?: AccessPolicy;

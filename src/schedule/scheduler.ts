@@ -17,9 +17,17 @@ import { ProxyError } from '../errors.js';
 import type { Clock, TimerHandle } from '../clock.js';
 import type { ClassPolicy, Policy, UpstreamPolicy } from '../policy/types.js';
 import { Deque } from './deque.js';
-import { ClassState, UpstreamState, type RejectReason } from './state.js';
+import { ClassState, UpstreamState, type RejectReason, type Slot } from './state.js';
+import type { AdaptiveLimitStatus } from './limit/types.js';
 
 export type { RejectReason } from './state.js';
+
+/**
+ * What a finished upstream exchange tells an adaptive limit (see
+ * limit/feedback.ts for how the pipeline derives it): its time to response
+ * headers, or that the upstream showed overload.
+ */
+export type ExchangeSample = { kind: 'latency'; rttMs: number } | { kind: 'dropped' };
 
 /** A request waiting for, or holding, a slot. The pipeline implements it. */
 export interface Job {
@@ -55,6 +63,13 @@ class ClassQueue {
   lastDeadline = 0;
   /** An entry's deadline is earlier than one ahead of it (a reload shortened queue.timeout): expiry must look past the head. */
   unordered = false;
+  /**
+   * Standing-queue detector (CoDel): when the oldest waiter was first seen
+   * over the target wait (NaN: not over it), and whether that has lasted a
+   * whole interval.
+   */
+  aboveSince = NaN;
+  standing = false;
   constructor(
     readonly cls: ClassState,
     readonly up: UpstreamQueues,
@@ -98,15 +113,21 @@ export class Permit {
   constructor(
     readonly cls: ClassState,
     readonly up: UpstreamState,
-    readonly slot: 'shared' | 'reserved' | 'unlimited',
+    readonly slot: Slot,
+    /** Requests in flight to the upstream when this one started, itself included. */
+    readonly inFlightAtStart: number,
     private readonly scheduler: Scheduler,
   ) {}
 
-  /** Gives the slot back. Safe to call more than once; only the first call counts. */
-  release(): void {
+  /**
+   * Gives the slot back. Safe to call more than once; only the first call counts.
+   * @param sample what the exchange says about the upstream's load, for an
+   *   adaptive limit; omit when it says nothing (client went away, never sent).
+   */
+  release(sample?: ExchangeSample): void {
     if (this.released) return;
     this.released = true;
-    this.scheduler.release(this);
+    this.scheduler.release(this, sample);
   }
 }
 
@@ -120,7 +141,15 @@ export interface SchedulerStatus {
     served: number;
     rejected: Record<RejectReason, number>;
   }[];
-  upstreams: { name: string; inFlight: number; maxConcurrent: number | null; queued: number }[];
+  upstreams: {
+    name: string;
+    inFlight: number;
+    /** The cap in force (fixed, adaptive or cluster share, whichever is lowest); null when unlimited. */
+    maxConcurrent: number | null;
+    queued: number;
+    /** Present when maxConcurrent is auto. */
+    adaptive?: AdaptiveLimitStatus & { min: number; max: number };
+  }[];
   inFlight: number;
   queued: number;
 }
@@ -153,14 +182,14 @@ export class Scheduler {
       else this.classes.set(k.name, new ClassState(k));
     }
     const reserves = new Map(policy.classes.filter((k) => k.reserve > 0).map((k) => [k.name, k.reserve]));
+    const now = this.clock.now();
     for (const u of policy.upstreams.values()) {
       const s = this.upstreams.get(u.name);
       if (s) {
-        s.state.policy = u;
-        s.state.sharedCapacity = UpstreamState.shared(u, reserves);
+        s.state.configure(u, reserves, now);
         s.relevel();
       } else {
-        this.upstreams.set(u.name, new UpstreamQueues(new UpstreamState(u, reserves)));
+        this.upstreams.set(u.name, new UpstreamQueues(new UpstreamState(u, reserves, now)));
       }
     }
     for (const u of this.upstreams.values()) this.dispatch(u);
@@ -192,14 +221,33 @@ export class Scheduler {
     this.unlink(e);
   }
 
-  release(p: Permit): void {
+  /**
+   * Caps an upstream from outside (a cluster lease share): its cap in force
+   * becomes min(configured or adaptive limit, n). `undefined` lifts the cap.
+   * When the cap rises, waiters are started at once; when it falls, requests
+   * in flight finish and no new ones start until in flight is below it.
+   * Unknown upstream names are ignored (the policy may have dropped them).
+   */
+  setUpstreamLimit(name: string, n: number | undefined): void {
+    const u = this.upstreams.get(name);
+    if (!u) return;
+    u.state.external = n === undefined ? Infinity : Math.max(0, Math.floor(n));
+    if (u.state.recompute()) this.dispatch(u);
+  }
+
+  release(p: Permit, sample?: ExchangeSample): void {
     p.cls.inFlight--;
-    p.up.inFlight--;
+    p.up.give(p.cls);
     this.inFlight--;
-    if (p.slot === 'shared') p.up.sharedInUse--;
-    else if (p.slot === 'reserved') {
-      const n = p.up.reservedInUse.get(p.cls.policy.name) ?? 1;
-      p.up.reservedInUse.set(p.cls.policy.name, n - 1);
+    const a = p.up.adaptive;
+    if (a && sample) {
+      const changed = a.onSample({
+        rttMs: sample.kind === 'latency' ? sample.rttMs : 0,
+        inFlight: p.inFlightAtStart,
+        dropped: sample.kind === 'dropped',
+        now: this.clock.now(),
+      });
+      if (changed) p.up.recompute();
     }
     // The freed class or global slot may unblock waiters at other upstreams too.
     const own = this.upstreams.get(p.up.policy.name);
@@ -215,7 +263,7 @@ export class Scheduler {
           if (e.cancelled) continue;
           this.unlink(e);
           e.cls.rejected.shutting_down++;
-          e.job.reject(new ProxyError(code, detail, { className: e.cls.policy.name, retryAfterMs: 1000 }), 'shutting_down');
+          e.job.reject(rejection(code, detail, { className: e.cls.policy.name, retryAfterMs: 1000 }), 'shutting_down');
         }
       }
     }
@@ -225,11 +273,14 @@ export class Scheduler {
     const upstreams = [...this.upstreams.values()].map((u) => {
       let queued = 0;
       for (const q of u.byClass.values()) queued += q.live;
+      const a = u.state.adaptive;
+      const cfg = u.state.policy.adaptive;
       return {
         name: u.state.policy.name,
         inFlight: u.state.inFlight,
-        maxConcurrent: Number.isFinite(u.state.policy.maxConcurrent) ? u.state.policy.maxConcurrent : null,
+        maxConcurrent: Number.isFinite(u.state.limit) ? u.state.limit : null,
         queued,
+        ...(a && cfg ? { adaptive: { ...a.status(), min: cfg.min, max: cfg.max } } : {}),
       };
     });
     return {
@@ -250,14 +301,12 @@ export class Scheduler {
 
   // ---- internals ----
 
-  private start(job: Job, cls: ClassState, up: UpstreamState, slot: Permit['slot']): void {
+  private start(job: Job, cls: ClassState, up: UpstreamState, slot: Slot): void {
     cls.inFlight++;
     cls.served++;
-    up.inFlight++;
+    up.take(cls);
     this.inFlight++;
-    if (slot === 'shared') up.sharedInUse++;
-    else if (slot === 'reserved') up.reservedInUse.set(cls.policy.name, (up.reservedInUse.get(cls.policy.name) ?? 0) + 1);
-    job.grant(new Permit(cls, up, slot, this));
+    job.grant(new Permit(cls, up, slot, up.inFlight, this));
   }
 
   private retryAfter(cls: ClassState): number {
@@ -266,7 +315,7 @@ export class Scheduler {
 
   private reject(job: Job, cls: ClassState, code: 'QUEUE_FULL' | 'SHED' | 'QUEUE_TIMEOUT', reason: RejectReason, detail: string): void {
     cls.rejected[reason]++;
-    job.reject(new ProxyError(code, detail, { className: cls.policy.name, retryAfterMs: this.retryAfter(cls) }), reason);
+    job.reject(rejection(code, detail, { className: cls.policy.name, retryAfterMs: this.retryAfter(cls) }), reason);
   }
 
   private enqueue(job: Job, cls: ClassState, q: ClassQueue): void {
@@ -280,6 +329,11 @@ export class Scheduler {
       return;
     }
     const now = this.clock.now();
+    if (q.live > 0 && k.queue.codel) {
+      // A queue starved by higher priorities has no dequeues to be judged at; judge it at arrivals too.
+      this.watchStanding(q, now);
+      if (q.standing) this.shedStanding(q, now);
+    }
     const e = new Entry(job, cls, q, now, now + k.queue.timeoutMs);
     if (q.live === 0) {
       const level = q.up.levels.find((l) => l.priority === k.priority);
@@ -337,6 +391,8 @@ export class Scheduler {
       e.q.timer = undefined;
       e.q.unordered = false;
       e.q.lastDeadline = 0;
+      e.q.aboveSince = NaN;
+      e.q.standing = false;
     }
   }
 
@@ -391,15 +447,63 @@ export class Scheduler {
     while (this.queued > 0 && this.inFlight < this.maxConcurrent) {
       const q = this.pick(u);
       if (!q) return;
-      let e = q.items.shift();
-      while (e && e.cancelled) e = q.items.shift();
+      const now = this.clock.now();
+      const qp = q.cls.policy.queue;
+      let e: Entry | undefined;
+      if (qp.codel || qp.lifo === 'adaptive') {
+        this.watchStanding(q, now);
+        if (q.standing && qp.codel) {
+          this.shedStanding(q, now);
+          if (q.live === 0) continue;
+        }
+        if (q.standing && qp.lifo === 'adaptive') {
+          // Adaptive LIFO: the newest waiter is the one most likely still wanted.
+          e = q.items.pop();
+          while (e && e.cancelled) e = q.items.pop();
+        }
+      }
+      if (!e) {
+        e = q.items.shift();
+        while (e && e.cancelled) e = q.items.shift();
+      }
       if (!e) continue;
       const slot = u.state.slotFor(q.cls)!;
-      const now = this.clock.now();
       this.unlink(e);
       if (q.live > 0 && !q.timer) this.armTimer(q, q.items.peek()!.deadline - now);
       q.cls.drain.tick(now);
       this.start(e.job, q.cls, u.state, slot);
+    }
+  }
+
+  /**
+   * CoDel's standing-queue test, on the oldest live waiter (not the one served:
+   * under LIFO that one is young while the queue still stands): standing once
+   * the oldest wait has stayed at or above target for a whole interval.
+   */
+  private watchStanding(q: ClassQueue, now: number): void {
+    let head = q.items.peek();
+    while (head && head.cancelled) {
+      q.items.shift();
+      head = q.items.peek();
+    }
+    const { targetMs, intervalMs } = q.cls.policy.queue.standing;
+    if (!head || now - head.enqueuedAt < targetMs) {
+      q.aboveSince = NaN;
+      q.standing = false;
+    } else if (Number.isNaN(q.aboveSince)) q.aboveSince = now;
+    else if (now - q.aboveSince >= intervalMs) q.standing = true;
+  }
+
+  /** Sheds (503 shed) the waiters of a standing queue that waited longer than the codel target. */
+  private shedStanding(q: ClassQueue, now: number): void {
+    const target = q.cls.policy.queue.codel!.targetMs;
+    for (let e = q.items.peek(); e; e = q.items.peek()) {
+      if (!e.cancelled && now - e.enqueuedAt < target) break;
+      q.items.shift();
+      if (e.cancelled) continue;
+      this.unlink(e);
+      const waited = Math.round(now - e.enqueuedAt);
+      this.reject(e.job, e.cls, 'SHED', 'shed', `standing queue in class '${e.cls.policy.name}': waited ${waited} ms, over the ${target} ms target`);
     }
   }
 
@@ -418,5 +522,20 @@ export class Scheduler {
       }
     }
     return undefined;
+  }
+}
+
+/**
+ * A scheduler rejection is an expected outcome, not a fault: it carries no
+ * stack trace. Capturing one costs 10-20 µs per rejected request (measured
+ * with Node 20), which under heavy overload is most of what a rejection costs.
+ */
+function rejection(code: ConstructorParameters<typeof ProxyError>[0], detail: string, opts: ConstructorParameters<typeof ProxyError>[2]): ProxyError {
+  const limit = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return new ProxyError(code, detail, opts);
+  } finally {
+    Error.stackTraceLimit = limit;
   }
 }

@@ -1,6 +1,8 @@
 /** Counters and caps of one class and one upstream, shared by every upstream's queues. */
 import type { ClassPolicy, UpstreamPolicy } from '../policy/types.js';
 import { DrainRate } from './drain-rate.js';
+import { GradientLimit } from './limit/gradient.js';
+import type { AdaptiveLimit } from './limit/types.js';
 
 export type RejectReason = 'queue_full' | 'shed' | 'queue_timeout' | 'rate_limited' | 'shutting_down';
 
@@ -23,33 +25,105 @@ export class ClassState {
   }
 }
 
+export type Slot = 'shared' | 'reserved' | 'unlimited';
+
+/**
+ * One upstream's cap and its accounting.
+ *
+ * The cap in force (`limit`) is the smaller of the base limit (the fixed
+ * maxConcurrent, or the adaptive limit) and an external cap (a cluster lease
+ * share, set through `Scheduler.setUpstreamLimit`).
+ *
+ * Reserves are counted per class, not per permit: a class's first `reserve`
+ * requests in flight use its reserve, only the ones beyond it use shared
+ * slots. Same guarantee as holding slots apart (the class can always get
+ * `reserve` slots), but a class's reserve is never idle while the class has
+ * that many in flight, so other classes get every shared slot.
+ */
 export class UpstreamState {
   inFlight = 0;
+  /** Requests in flight beyond their class's reserve. */
   sharedInUse = 0;
-  /** Slots of `reserve` in use, by class name. */
-  readonly reservedInUse = new Map<string, number>();
-  /** maxConcurrent minus every class's reserve. */
-  sharedCapacity: number;
+  /** Requests in flight by class name. */
+  readonly byClass = new Map<string, number>();
+  /** The cap in force; Infinity: unlimited. */
+  limit = Infinity;
+  /** `limit` minus every class's reserve. */
+  sharedCapacity = Infinity;
+  /** External cap (cluster share); Infinity when none. */
+  external = Infinity;
+  adaptive: AdaptiveLimit | undefined;
+  private reserved = 0;
+  /** Reserve by class name, as of the policy in force (a permit's class may have left it). */
+  private reserves: ReadonlyMap<string, number> = new Map();
 
   constructor(
     public policy: UpstreamPolicy,
     reserves: ReadonlyMap<string, number>,
+    now: number,
   ) {
-    this.sharedCapacity = UpstreamState.shared(policy, reserves);
+    this.configure(policy, reserves, now);
   }
 
-  static shared(policy: UpstreamPolicy, reserves: ReadonlyMap<string, number>): number {
+  /** Applies a (new) policy; an unchanged adaptive block keeps its learned limit. */
+  configure(policy: UpstreamPolicy, reserves: ReadonlyMap<string, number>, now: number): void {
+    const old = this.policy.adaptive;
+    this.policy = policy;
+    if (!policy.adaptive) this.adaptive = undefined;
+    else if (!this.adaptive || !sameKnobs(old, policy.adaptive)) this.adaptive = new GradientLimit(policy.adaptive, now);
     let sum = 0;
     for (const r of reserves.values()) sum += r;
-    return policy.maxConcurrent - sum;
+    this.reserved = sum;
+    this.reserves = reserves;
+    let shared = 0;
+    for (const [name, n] of this.byClass) shared += Math.max(0, n - (reserves.get(name) ?? 0));
+    this.sharedInUse = shared;
+    this.recompute();
+  }
+
+  /** Recomputes the cap in force; returns true when it rose (waiters may start). */
+  recompute(): boolean {
+    const before = this.limit;
+    const base = this.adaptive ? this.adaptive.limit : this.policy.maxConcurrent;
+    this.limit = Math.min(base, this.external);
+    this.sharedCapacity = this.limit - this.reserved;
+    return this.limit > before;
   }
 
   /** Which slot a request of this class would take now, if any. */
-  slotFor(k: ClassState): 'shared' | 'reserved' | 'unlimited' | undefined {
-    if (this.policy.maxConcurrent === Infinity) return 'unlimited';
+  slotFor(k: ClassState): Slot | undefined {
+    if (this.limit === Infinity) return 'unlimited';
+    if (this.inFlight >= this.limit) return undefined;
+    const r = this.reserves.get(k.policy.name) ?? 0;
+    if (r > 0 && (this.byClass.get(k.policy.name) ?? 0) < r) return 'reserved';
     if (this.sharedInUse < this.sharedCapacity) return 'shared';
-    const r = k.policy.reserve;
-    if (r > 0 && (this.reservedInUse.get(k.policy.name) ?? 0) < r) return 'reserved';
     return undefined;
   }
+
+  take(k: ClassState): void {
+    const n = this.byClass.get(k.policy.name) ?? 0;
+    this.byClass.set(k.policy.name, n + 1);
+    if (n >= (this.reserves.get(k.policy.name) ?? 0)) this.sharedInUse++;
+    this.inFlight++;
+  }
+
+  give(k: ClassState): void {
+    const n = (this.byClass.get(k.policy.name) ?? 1) - 1;
+    this.byClass.set(k.policy.name, n);
+    if (n >= (this.reserves.get(k.policy.name) ?? 0)) this.sharedInUse--;
+    this.inFlight--;
+  }
+}
+
+function sameKnobs(a: UpstreamPolicy['adaptive'], b: UpstreamPolicy['adaptive']): boolean {
+  if (!a || !b) return false;
+  return (
+    a.min === b.min &&
+    a.max === b.max &&
+    a.initial === b.initial &&
+    a.tolerance === b.tolerance &&
+    a.smoothing === b.smoothing &&
+    a.windowMs === b.windowMs &&
+    a.probeIntervalMs === b.probeIntervalMs
+  );
 }

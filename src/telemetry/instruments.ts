@@ -113,7 +113,7 @@ export const INSTRUMENTS = {
     kind: 'gauge',
     name: 'sluice.upstream.max_concurrent',
     unit: '{request}',
-    description: 'Configured maxConcurrent of an upstream (absent when unlimited).',
+    description: 'Concurrency limit in force for an upstream: maxConcurrent, the adaptive limit (maxConcurrent: auto) or a cluster share, whichever is lowest (absent when unlimited).',
     attributes: [ATTR.upstream],
   },
   upstreamTargetHealthy: {

@@ -72,7 +72,7 @@ test('unknown keys are rejected at the key, with a suggestion', () => {
 
 test('wrong types say what was expected and where', () => {
   const e = errors(BASE.replace('targets:', 'maxConcurrent: lots\n    targets:'));
-  assert.ok(e.some((l) => /^p\.yaml:3:20: upstreams\[0\]\.maxConcurrent: must be an integer, got "lots"/.test(l)), e.join('\n'));
+  assert.ok(e.some((l) => /^p\.yaml:3:20: upstreams\[0\]\.maxConcurrent: must be a positive integer or auto, got "lots"/.test(l)), e.join('\n'));
 });
 
 test('bad durations, sizes and rates are pinpointed', () => {
