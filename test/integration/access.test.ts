@@ -81,7 +81,7 @@ defaultClass: rest
     r = await get(`${s.url}/private/x`);
     assert.equal(r.status, 401);
     assert.equal(r.headers.get('www-authenticate'), 'Bearer realm="sluice"');
-    assert.match(problem(r.body).detail, /requires a valid token: no token presented/);
+    assert.match(problem(r.body).detail, /requires a valid token: no token \(header authorization/);
 
     const key = new TextEncoder().encode(SECRET);
     const expired = await new SignJWT({ sub: 'u1' }).setProtectedHeader({ alg: 'HS256' }).setExpirationTime(Math.floor(Date.now() / 1000) - 60).sign(key);
