@@ -53,8 +53,6 @@ export class HealthChecker {
     private readonly clock: Clock,
     /** Called after a target changes state. */
     private readonly onChange: (m: Checked) => void = () => {},
-    /** Host header of checks; default: the target's host:port. */
-    private readonly hostHeader?: string,
   ) {}
 
   start(): void {
@@ -96,7 +94,7 @@ export class HealthChecker {
       port: m.target.port,
       method: 'GET',
       path: p.path,
-      headers: { host: this.hostHeader ?? `${m.target.hostname}:${m.target.port}`, 'user-agent': 'sluice-health-check', accept: '*/*' },
+      headers: { host: `${m.target.hostname}:${m.target.port}`, 'user-agent': 'sluice-health-check', accept: '*/*' },
     });
     this.inFlight.add(req);
     const timer = this.clock.setTimer(() => {
