@@ -105,7 +105,10 @@ export class HealthChecker {
       const status = res.statusCode ?? 0;
       res.on('error', () => {});
       res.resume();
-      // Judged on the status; the body is drained so the socket can be reused.
+      // Judged on the status; the body is drained so the socket can be reused, but
+      // a body that never ends must not hold the check's only socket.
+      const drain = this.clock.setTimer(() => res.destroy(), p.timeoutMs);
+      res.once('close', () => drain.cancel());
       finish(status, this.passes(status) ? '' : `status ${status}`);
     });
     req.on('error', (err: NodeJS.ErrnoException) => finish(0, err.code ?? err.message));
