@@ -124,6 +124,8 @@ export function hash32(s: string): number {
 
 /** Ring points per unit of weight; 160 as in Ketama (spread within a few % for 10 targets). */
 export const VNODES = 160;
+/** Ring size bound (Envoy caps its ring too): large weights get fewer points per unit. */
+export const MAX_RING = 160_000;
 
 export class RingHash implements Balancer {
   private readonly points: Uint32Array;
@@ -133,13 +135,22 @@ export class RingHash implements Balancer {
 
   /** `ids` name the targets (their URLs): the ring depends on them, not on list order. */
   constructor(members: readonly Weighted[], ids: readonly string[]) {
-    const entries: [number, number][] = [];
+    const total = members.reduce((s, m) => s + m.weight, 0);
+    const perUnit = Math.max(1, Math.min(VNODES, Math.floor(MAX_RING / Math.max(1, total))));
+    // hash · 2^16 + owner is exact in a double (< 2^48), so one native numeric sort orders the ring.
+    const packed = new Float64Array(members.reduce((s, m) => s + m.weight * perUnit, 0));
+    let k = 0;
     members.forEach((m, i) => {
-      for (let v = 0; v < m.weight * VNODES; v++) entries.push([hash32(`${ids[i]}_${v}`), i]);
+      for (let v = 0; v < m.weight * perUnit; v++) packed[k++] = hash32(`${ids[i]}_${v}`) * 65536 + i;
     });
-    entries.sort((x, y) => x[0] - y[0] || x[1] - y[1]);
-    this.points = Uint32Array.from(entries, (e) => e[0]);
-    this.owners = Uint16Array.from(entries, (e) => e[1]);
+    packed.sort();
+    this.points = new Uint32Array(packed.length);
+    this.owners = new Uint16Array(packed.length);
+    for (let j = 0; j < packed.length; j++) {
+      const owner = packed[j]! % 65536;
+      this.owners[j] = owner;
+      this.points[j] = (packed[j]! - owner) / 65536;
+    }
     this.fallback = new RoundRobin(members);
     this.size = members.length;
   }
@@ -162,8 +173,10 @@ export class RingHash implements Balancer {
       if (pts[mid]! < h) lo = mid + 1;
       else hi = mid;
     }
-    const seen = new Set<number>();
-    for (let k = 0; k < n; k++) {
+    const first = this.owners[lo % n]!;
+    if (eligible(first)) return first;
+    const seen = new Set<number>([first]);
+    for (let k = 1; k < n; k++) {
       const owner = this.owners[(lo + k) % n]!;
       if (eligible(owner)) return owner;
       seen.add(owner);

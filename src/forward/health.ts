@@ -57,8 +57,6 @@ export class HealthChecker {
     private readonly clock: Clock,
     /** Called after a target changes state. */
     private readonly onChange: (m: Checked) => void = () => {},
-    /** Host header of checks; default: the target's host:port. */
-    private readonly hostHeader?: string,
   ) {}
 
   start(): void {
@@ -102,7 +100,7 @@ export class HealthChecker {
       port: m.target.port,
       method: 'GET',
       path: p.path,
-      headers: { host: this.hostHeader ?? `${m.target.hostname}:${m.target.port}`, 'user-agent': 'sluice-health-check', accept: '*/*' },
+      headers: { host: `${m.target.hostname}:${m.target.port}`, 'user-agent': 'sluice-health-check', accept: '*/*' },
     });
     this.inFlight.add(req);
     const timer = this.clock.setTimer(() => {
@@ -113,7 +111,10 @@ export class HealthChecker {
       const status = res.statusCode ?? 0;
       res.on('error', () => {});
       res.resume();
-      // Judged on the status; the body is drained so the socket can be reused.
+      // Judged on the status; the body is drained so the socket can be reused, but
+      // a body that never ends must not hold the check's only socket.
+      const drain = this.clock.setTimer(() => res.destroy(), p.timeoutMs);
+      res.once('close', () => drain.cancel());
       finish(status, this.passes(status) ? '' : `status ${status}`);
     });
     req.on('error', (err: NodeJS.ErrnoException) => finish(0, err.code ?? err.message));

@@ -222,7 +222,8 @@ export class UpstreamPool {
       if (session !== undefined) {
         const i = sticky.kind === 'cookie' ? this.byToken.get(session) : this.byUrlOf(this.sessions.get(session));
         if (i !== undefined && this.eligible(i)) return this.remember(ctx, this.members[i]!, 'sticky', false, session, undefined);
-        moved = true;
+        // An unknown application session is simply new; a sluice cookie that names no target means its target is gone.
+        moved = i !== undefined || sticky.kind === 'cookie';
       }
     }
     const key = u.balance === 'hash' && ctx ? hashKeyOf(ctx, u.hashOn) : undefined;

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SignJWT } from 'jose';
+import WebSocket from 'ws';
 import { startBackend } from '../helpers/backend.js';
 import { startSluice } from '../helpers/sluice.js';
 import { request } from 'node:http';
@@ -140,5 +141,59 @@ defaultClass: c
   } finally {
     await s.stop();
     await b.close();
+  }
+});
+
+test('WebSocket upgrades get the same access decisions (401 with its challenge) and stick to their session target', async () => {
+  const bs = [await startBackend({ id: 'b0' }), await startBackend({ id: 'b1' })];
+  const s = await startSluice(`identity:
+  jwt: { secret: ${SECRET} }
+upstreams:
+  - name: app
+    targets: [${bs[0]!.url}, ${bs[1]!.url}]
+    sticky: { cookie: srv }
+routes:
+  - name: private
+    match: { pathPrefix: /private }
+    upstream: app
+    access: { requireIdentity: true }
+  - upstream: app
+`);
+  try {
+    const refused = await new Promise<{ status: number; challenge: string | undefined }>((resolve, reject) => {
+      const ws = new WebSocket(`${s.url.replace('http', 'ws')}/private/ws`);
+      ws.on('unexpected-response', (_req, res) => {
+        resolve({ status: res.statusCode ?? 0, challenge: res.headers['www-authenticate'] });
+        res.resume();
+      });
+      ws.on('open', () => reject(new Error('upgrade should have been refused')));
+      ws.on('error', () => {});
+    });
+    assert.deepEqual(refused, { status: 401, challenge: 'Bearer realm="sluice"' });
+    // The session's cookie names b1 (learned from an HTTP response); the upgrade goes there too.
+    let cookie = '';
+    for (let i = 0; i < 4 && !cookie; i++) {
+      const r = await get(`${s.url}/page${i}`);
+      if (r.headers.get('x-backend-id') === 'b1') cookie = r.headers.getSetCookie()[0]!.split(';')[0]!;
+    }
+    assert.ok(cookie);
+    const upgrades = [0, 0];
+    bs.forEach((b, i) => b.server.on('upgrade', () => upgrades[i]!++));
+    for (let i = 0; i < 3; i++) {
+      const ws = new WebSocket(`${s.url.replace('http', 'ws')}/ws`, { headers: { cookie } });
+      const echo = await new Promise<string>((resolve, reject) => {
+        ws.on('open', () => ws.send('hi'));
+        ws.on('message', (m) => resolve(m.toString()));
+        ws.on('error', reject);
+      });
+      assert.equal(echo, 'echo:hi');
+      ws.close();
+      await new Promise((r) => ws.once('close', r));
+    }
+    assert.deepEqual(upgrades, [0, 3], 'every upgrade reached the session target');
+    await assertIdle(s);
+  } finally {
+    await s.stop();
+    await Promise.all(bs.map((b) => b.close()));
   }
 });
