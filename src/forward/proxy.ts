@@ -60,6 +60,9 @@ function onReq(req: InboundRequest, options: RequestOptions): ClientRequest {
   addForwardedHeaders(headers, a.ctx, a.opts.peerTrusted(a.ctx));
   a.opts.hooks.onUpstreamHeaders?.(a.ctx, headers);
   const up = request(options);
+  // http2-proxy listens for errors only after a microtask, and not at all when the request was
+  // aborted meanwhile; an exchange that ends in that gap destroys `up`: never an unhandled error.
+  up.on('error', noop);
   a.upstreamReq = up;
   if (a.ctx.maxBodySize !== Infinity) limitBody(up, a);
   if (hasPendingBody(req)) watchBody(req, a);
@@ -248,3 +251,5 @@ function onReqTagged(req: InboundRequest, options: RequestOptions): ClientReques
   (up as ClientRequest & { [kState]?: Attempt })[kState] = (req as WithState)[kState];
   return up;
 }
+
+function noop(): void {}

@@ -57,6 +57,7 @@ export async function forwardWebSocket(
         addForwardedHeaders(headers, ctx, o.peerTrusted);
         o.onUpstreamHeaders?.(ctx, headers);
         const up = request(options);
+        up.on('error', noop); // destroyed by the exchange before http2-proxy listens: never unhandled
         attempt.upstreamReq = up;
         ctx.upstreamStart = o.clock.now();
         const first = Math.min(u.connectTimeoutMs, u.timeoutMs);
@@ -123,3 +124,5 @@ export async function forwardWebSocket(
     timer?.cancel();
   }
 }
+
+function noop(): void {}
