@@ -293,10 +293,20 @@ export class Exchange implements Job, Watcher {
     this.responseStreams = streams;
   }
 
-  /** Watches how fast the client reads the response (forward hook, after the response buffer). */
+  /**
+   * Watches how fast the client reads the response (forward hook, after the response buffer),
+   * from the first time the client's side is full (pipe pauses `out`): a response the client
+   * takes at once costs no timer.
+   */
   watchClientReads(out: NodeJS.ReadableStream): void {
+    if (this.rt.policy.timeouts.minBodyRate <= 0) return;
+    out.once('pause', () => {
+      if (this.state === 'forwarding' || this.state === 'draining') this.startClientWatch(out);
+    });
+  }
+
+  private startClientWatch(out: NodeJS.ReadableStream): void {
     const t = this.rt.policy.timeouts;
-    if (t.minBodyRate <= 0) return;
     const res = this.ctx.res;
     const sink = (res as Http2ServerResponse).stream ?? res;
     this.clientWatch = new RateWatch({
