@@ -100,11 +100,14 @@ export class Exchange implements Job, Watcher {
       this.settle('client_abort');
       return;
     }
-    void this.admit().catch((err: unknown) => {
-      this.p.log.error({ err }, 'request admission failed unexpectedly');
-      this.settle('upstream_error', new ProxyError('UPSTREAM_RESET', 'internal admission error', { className: this.ctx.klass?.name }));
-    });
+    this.admit().catch(this.internalError);
   }
+
+  /** A bug, not a client or upstream failure: logged, and the exchange still ends once. */
+  private readonly internalError = (err: unknown): void => {
+    this.p.log.error({ err }, 'request admission failed unexpectedly');
+    this.settle('upstream_error', new ProxyError('UPSTREAM_RESET', 'internal admission error', { className: this.ctx.klass?.name }));
+  };
 
   // ---- admitted ----
 
@@ -156,7 +159,7 @@ export class Exchange implements Job, Watcher {
         return;
       }
     }
-    void this.readBody();
+    this.readBody().catch(this.internalError);
   }
 
   // ---- delayed ----
@@ -172,7 +175,7 @@ export class Exchange implements Job, Watcher {
     this.delay = undefined;
     if (this.state !== 'delayed') return;
     this.token = undefined; // spent
-    void this.readBody();
+    this.readBody().catch(this.internalError);
   };
 
   // ---- buffering ----
