@@ -40,6 +40,9 @@ export class BufferBudget {
   }
 }
 
+/** Responses up to this many bytes pass straight through (one writable high-water mark). */
+const SMALL = 16 * 1024;
+
 /** Statuses and methods whose responses have no body (RFC 9110 §6.4.1). */
 function hasNoBody(method: string, status: number): boolean {
   return method === 'HEAD' || status === 204 || status === 304 || (status >= 100 && status < 200);
@@ -61,6 +64,8 @@ export function bufferResponse(
   const cl = body.headers['content-length'];
   const declared = cl === undefined ? undefined : Number(cl);
   if (declared !== undefined && (!Number.isFinite(declared) || declared > max)) return body;
+  // Small enough for the client connection's own buffers to take at once: nothing to gain.
+  if (declared !== undefined && declared <= SMALL) return body;
   const size = declared === undefined ? max : Math.max(1, declared);
   if (!budget.reserve(size)) return body;
   const buf = new PassThrough({ readableHighWaterMark: size, writableHighWaterMark: 16 * 1024 });

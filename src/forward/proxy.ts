@@ -73,6 +73,9 @@ function onReq(req: InboundRequest, options: RequestOptions): ClientRequest {
   a.opts.hooks.onUpstreamHeaders?.(a.ctx, headers);
   applyRequestRules(a.ctx, options);
   const up = openRequest(a.member, options);
+  // http2-proxy listens for errors only after a microtask, and not at all when the request was
+  // aborted meanwhile; an exchange that ends in that gap destroys `up`: never an unhandled error.
+  up.on('error', noop);
   a.upstreamReq = up;
   a.ctx.target = a.member.target.url;
   if (a.ctx.maxBodySize !== Infinity) limitBody(up, a);
@@ -314,3 +317,5 @@ function onReqTagged(req: InboundRequest, options: RequestOptions): ClientReques
   (up as ClientRequest & { [kState]?: Attempt })[kState] = (req as WithState)[kState];
   return up;
 }
+
+function noop(): void {}

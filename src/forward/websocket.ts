@@ -61,6 +61,7 @@ export async function forwardWebSocket(
         // wss:// to an https:// target, with the upstream's TLS settings (an HTTP/1.1 upgrade, whatever its protocol).
         const tls = member.target.tls;
         const up = tls ? httpsRequest({ ...options, ...tlsConnectOptions(tls) }) : request(options);
+        up.on('error', noop); // destroyed by the exchange before http2-proxy listens: never unhandled
         attempt.upstreamReq = up;
         ctx.upstreamStart = o.clock.now();
         const first = Math.min(u.connectTimeoutMs, u.timeoutMs);
@@ -127,3 +128,5 @@ export async function forwardWebSocket(
     timer?.cancel();
   }
 }
+
+function noop(): void {}

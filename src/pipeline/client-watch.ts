@@ -54,11 +54,6 @@ export function watch(closer: Duplex | undefined, w: Watcher): boolean {
 
 export function unwatch(closer: Duplex | undefined, w: Watcher): void {
   const c = closer as Watched | undefined;
-  const set = c?.[kWatchers];
-  if (!set) return;
-  set.delete(w);
-  if (set.size === 0) {
-    c![kWatchers] = undefined;
-    c!.off('close', onSocketClose);
-  }
+  // The set and its one listener stay with the socket (keep-alive: the next request reuses them).
+  c?.[kWatchers]?.delete(w);
 }

@@ -102,11 +102,14 @@ export class Exchange implements Job, Watcher {
       this.settle('client_abort');
       return;
     }
-    void this.admit().catch((err: unknown) => {
-      this.p.log.error({ err }, 'request admission failed unexpectedly');
-      this.settle('upstream_error', new ProxyError('UPSTREAM_RESET', 'internal admission error', { className: this.ctx.klass?.name }));
-    });
+    this.admit().catch(this.internalError);
   }
+
+  /** A bug, not a client or upstream failure: logged, and the exchange still ends once. */
+  private readonly internalError = (err: unknown): void => {
+    this.p.log.error({ err }, 'request admission failed unexpectedly');
+    this.settle('upstream_error', new ProxyError('UPSTREAM_RESET', 'internal admission error', { className: this.ctx.klass?.name }));
+  };
 
   // ---- admitted ----
 
@@ -170,7 +173,7 @@ export class Exchange implements Job, Watcher {
         return;
       }
     }
-    void this.readBody();
+    this.readBody().catch(this.internalError);
   }
 
   // ---- delayed ----
@@ -186,7 +189,7 @@ export class Exchange implements Job, Watcher {
     this.delay = undefined;
     if (this.state !== 'delayed') return;
     this.token = undefined; // spent
-    void this.readBody();
+    this.readBody().catch(this.internalError);
   };
 
   // ---- buffering ----
@@ -308,10 +311,20 @@ export class Exchange implements Job, Watcher {
     this.responseStreams = streams;
   }
 
-  /** Watches how fast the client reads the response (forward hook, after the response buffer). */
+  /**
+   * Watches how fast the client reads the response (forward hook, after the response buffer),
+   * from the first time the client's side is full (pipe pauses `out`): a response the client
+   * takes at once costs no timer.
+   */
   watchClientReads(out: NodeJS.ReadableStream): void {
+    if (this.rt.policy.timeouts.minBodyRate <= 0) return;
+    out.once('pause', () => {
+      if (this.state === 'forwarding' || this.state === 'draining') this.startClientWatch(out);
+    });
+  }
+
+  private startClientWatch(out: NodeJS.ReadableStream): void {
     const t = this.rt.policy.timeouts;
-    if (t.minBodyRate <= 0) return;
     const res = this.ctx.res;
     const sink = (res as Http2ServerResponse).stream ?? res;
     this.clientWatch = new RateWatch({

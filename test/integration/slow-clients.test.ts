@@ -193,6 +193,25 @@ test('beyond the buffers, a reader slower than minBodyRate is cut and its slot f
   await assertDrained(sluice.admin);
 });
 
+test('HTTP/2: a stream whose reader stops (no WINDOW_UPDATE) is reset once below minBodyRate, its slot freed', async () => {
+  const session = h2connect(sluice.url);
+  session.on('error', () => {});
+  const st = session.request({ ':path': `/bytes?n=${256 * 1024 * 1024}` });
+  st.on('error', () => {});
+  await new Promise<void>((resolve) => st.once('response', () => resolve()));
+  st.pause();
+  try {
+    await waitFor(async () => (await getJson<Status>(`${sluice.admin}/status`)).inFlight === 1, 5000, 'the download holds a slot');
+    const code = await new Promise<number>((resolve) => {
+      st.once('close', () => resolve(st.rstCode ?? -1));
+    });
+    assert.equal(code, constants.NGHTTP2_INTERNAL_ERROR, 'cut as a stream error');
+  } finally {
+    session.destroy();
+  }
+  await assertDrained(sluice.admin);
+});
+
 test('slowhttptest -X (slow read) against 1 MB responses leaves service for others', async () => {
   const t = run('/usr/bin/slowhttptest', ['-X', '-c', '40', '-r', '40', '-w', '512', '-y', '1024', '-n', '5', '-z', '32', '-k', '1', '-l', '8', '-u', `${sluice.url}/bytes?n=1000000`, '-p', '3']);
   await new Promise((r) => setTimeout(r, 2500));
