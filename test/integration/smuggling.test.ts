@@ -211,3 +211,43 @@ test('HTTP/2: content-length that disagrees with the DATA is a stream error (RFC
   await ok.text();
   await assertDrained(sluice.admin);
 });
+
+test('hostile: bodies cut off at every moment (HTTP/1.1 and HTTP/2) are never forwarded as complete; slots return', async () => {
+  rec.requests.length = 0;
+  const body = 'q'.repeat(3000);
+  const h1Cut = (method: string, cutAt: number, delayMs: number): Promise<void> =>
+    new Promise((resolve) => {
+      const s = netConnect(port, '127.0.0.1');
+      s.on('error', () => {});
+      s.on('close', () => resolve());
+      s.write(`${method} /cut HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, cutAt)}`);
+      setTimeout(() => s.destroy(), delayMs);
+    });
+  const session = h2Connect(sluice.url);
+  session.on('error', () => {});
+  const h2Cut = (method: string, cutAt: number, delayMs: number): Promise<void> =>
+    new Promise((resolve) => {
+      const s = session.request({ ':method': method, ':path': '/cut2', 'content-length': String(body.length) }, { endStream: false });
+      s.on('error', () => {});
+      s.on('close', () => resolve());
+      s.resume();
+      s.write(body.slice(0, cutAt));
+      setTimeout(() => s.close(8 /* CANCEL */), delayMs);
+    });
+  const work: Promise<void>[] = [];
+  for (let i = 0; i < 120; i++) {
+    const method = ['GET', 'POST', 'DELETE', 'OPTIONS'][i % 4]!;
+    const cutAt = (i * 97) % body.length;
+    const delay = (i * 7) % 60;
+    work.push(i % 2 === 0 ? h1Cut(method, cutAt, delay) : h2Cut(method, cutAt, delay));
+  }
+  await Promise.all(work);
+  session.close();
+  await assertDrained(sluice.admin, 10_000);
+  await new Promise((r) => setTimeout(r, 300));
+  // The upstream executed nothing with a partial body: every request it ran carried its full declared length.
+  for (const r of rec.requests.filter((x) => x.url.startsWith('/cut'))) assert.equal(r.body.length, body.length, `${r.method} ${r.url}`);
+  const ok = await fetch(`${sluice.url}/after-cuts`);
+  assert.equal(ok.status, 200);
+  await ok.text();
+});
