@@ -18,6 +18,7 @@ export const ErrorCodes = {
   URI_TOO_LONG: { status: 414, title: 'Request target too long' },
   BAD_REQUEST: { status: 400, title: 'Bad request' },
   REQUEST_TIMEOUT: { status: 408, title: 'Request body stalled' },
+  TRANSFER_CODING_NOT_IMPLEMENTED: { status: 501, title: 'Transfer coding not implemented' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof ErrorCodes;

@@ -23,6 +23,7 @@ import { sendProblem } from './problem.js';
 import { checkAuthority } from './host.js';
 import { handshakeHasBody, isWebSocketUpgrade, serveWithoutUpgrade } from './upgrade.js';
 import { headerListSize } from './header-list.js';
+import { unsupportedTransferCoding } from '../forward/framing.js';
 
 export interface ListenerHandlers {
   request(req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse): void;
@@ -100,6 +101,12 @@ export class Listener {
       if (host.kind === 'reject') {
         if (req.httpVersionMajor === 1) res.setHeader('connection', 'close');
         sendProblem(res, new ProxyError('BAD_REQUEST', host.detail));
+        return;
+      }
+      const te = unsupportedTransferCoding(req);
+      if (te !== undefined) {
+        res.setHeader('connection', 'close');
+        sendProblem(res, new ProxyError('TRANSFER_CODING_NOT_IMPLEMENTED', `Transfer-Encoding ${JSON.stringify(te)}: only chunked is forwarded`));
         return;
       }
       handlers.request(req, res);

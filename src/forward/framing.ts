@@ -41,6 +41,19 @@ export function framingOf(req: InboundRequest): BodyFraming {
   return cl !== undefined ? lengthOf(cl) : NONE;
 }
 
+/**
+ * A transfer coding sluice cannot forward faithfully, or undefined. Node's parser accepts
+ * `Transfer-Encoding: gzip, chunked` and removes only the chunking; forwarded, the body would
+ * reach the upstream still gzip-coded but labelled as plain. RFC 9112 §6.1: a server that
+ * does not understand a transfer coding answers 501. Only `chunked` alone is forwarded.
+ */
+export function unsupportedTransferCoding(req: InboundRequest): string | undefined {
+  if (req.httpVersionMajor >= 2) return undefined; // HTTP/2 forbids Transfer-Encoding (nghttp2 refuses it)
+  const te = req.headers['transfer-encoding'];
+  if (te === undefined || te.trim().toLowerCase() === 'chunked') return undefined;
+  return te;
+}
+
 function lengthOf(cl: string): BodyFraming {
   const n = Number(cl);
   return { kind: 'length', length: n };

@@ -251,3 +251,16 @@ test('hostile: bodies cut off at every moment (HTTP/1.1 and HTTP/2) are never fo
   assert.equal(ok.status, 200);
   await ok.text();
 });
+
+test('HTTP/1.1: a transfer coding other than chunked alone is refused 501 (RFC 9112 §6.1), never forwarded', async () => {
+  rec.requests.length = 0;
+  for (const te of ['gzip, chunked', 'deflate,chunked']) {
+    const resp = await rawExchange(`POST /te HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: ${te}\r\n\r\n5\r\nhello\r\n0\r\n\r\n`, 1);
+    assert.deepEqual(statuses(resp), [501], resp.slice(0, 200));
+    assert.match(resp, /connection: close/i);
+  }
+  const ok = await rawExchange('POST /te-ok HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n', 1);
+  assert.deepEqual(statuses(ok), [200]);
+  assert.deepEqual(rec.requests.map((r) => `${r.url} ${r.body}`), ['/te-ok hello']);
+  await assertDrained(sluice.admin);
+});
