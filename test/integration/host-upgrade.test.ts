@@ -248,3 +248,20 @@ test('WebSocket handshake with a bad Host or a body: 400, never forwarded', asyn
   }
   await assertDrained(sluice.admin);
 });
+
+test('WebSocket handshake: the client Host goes upstream, an absolute-form target is forwarded in origin-form', async () => {
+  // The recorder does not speak WebSocket: it records the handshake as a plain request and answers 200.
+  rec.requests.length = 0;
+  const key = Buffer.from('0123456789abcdef').toString('base64');
+  await raw(
+    `GET http://WS.example:8080/rec-ws?x=1 HTTP/1.1\r\nHost: ignored.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${key}\r\n\r\n`,
+    1000,
+  );
+  const r = rec.requests.at(-1);
+  assert.ok(r, 'handshake reached the upstream');
+  assert.equal(r.url, '/rec-ws?x=1');
+  assert.equal(r.headers.host, 'WS.example:8080');
+  assert.equal(r.headers['x-forwarded-host'], 'WS.example:8080');
+  assert.equal(r.headers.upgrade, 'websocket');
+  await assertDrained(sluice.admin);
+});
