@@ -208,6 +208,20 @@ test('Upgrade: h2c (curl --http2 over cleartext) is ignored and served over HTTP
   await assertDrained(sluice.admin);
 });
 
+test('Upgrade: an ignored upgrade pipelined behind a slow request is answered in order on the same connection', async () => {
+  rec.requests.length = 0;
+  const resp = await raw(
+    'GET /pipe-slow?delay=400 HTTP/1.1\r\nHost: x\r\n\r\n' +
+      'GET /pipe-up HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n' +
+      'GET /pipe-last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+    4000,
+    true,
+  );
+  const order = [...resp.matchAll(/"url":"([^"]+)"/g)].map((m) => m[1]);
+  assert.deepEqual(order, ['/pipe-slow?delay=400', '/pipe-up', '/pipe-last'], resp.slice(0, 400));
+  await assertDrained(sluice.admin);
+});
+
 test('Upgrade: websocket on a non-GET is ignored and served normally; an unknown upgrade too', async () => {
   rec.requests.length = 0;
   let resp = await raw('POST /post-ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 2\r\n\r\nhi');
