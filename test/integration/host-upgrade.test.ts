@@ -81,7 +81,9 @@ const last = (): { url: string; host: string | undefined; xfh: string | undefine
 };
 
 const badHosts: [string, string][] = [
+  ['missing Host', ''],
   ['duplicate Host', 'Host: a.example\r\nHost: b.example\r\n'],
+  ['duplicate Host, different case', 'Host: a.example\r\nhOST: b.example\r\n'],
   ['duplicate Host, same value', 'Host: a.example\r\nHost: a.example\r\n'],
   ['path in Host', 'Host: a.example/evil\r\n'],
   ['userinfo in Host', 'Host: user@a.example\r\n'],

@@ -18,7 +18,7 @@ test('isValidAuthority: host[:port] by RFC 3986, no userinfo, ports 0-65535', ()
 function h1(url: string, raw: string[]): IncomingMessage {
   const headers: Record<string, string> = {};
   for (let i = 0; i < raw.length; i += 2) headers[raw[i]!.toLowerCase()] ??= raw[i + 1]!;
-  return { url, method: 'GET', httpVersion: '1.1', httpVersionMajor: 1, headers, rawHeaders: raw } as unknown as IncomingMessage;
+  return { url, method: 'GET', httpVersion: '1.1', httpVersionMajor: 1, httpVersionMinor: 1, headers, rawHeaders: raw } as unknown as IncomingMessage;
 }
 
 test('checkAuthority: absolute-form rewritten to origin-form with the authority as Host', () => {
@@ -39,6 +39,10 @@ test('checkAuthority: absolute-form rewritten to origin-form with the authority 
   }
   assert.equal(checkAuthority(h1('/', ['Host', 'a', 'host', 'a'])).kind, 'reject');
   assert.equal(checkAuthority(h1('*', ['Host', 'a'])).kind, 'ok');
+  assert.equal(checkAuthority(h1('/', [])).kind, 'reject', 'HTTP/1.1 without Host');
+  assert.equal(checkAuthority(h1('http://a/x', [])).kind, 'reject', 'absolute-form without Host');
+  const h10 = { ...h1('/', []), httpVersion: '1.0', httpVersionMinor: 0 } as unknown as IncomingMessage;
+  assert.equal(checkAuthority(h10).kind, 'ok', 'HTTP/1.0 without Host');
 });
 
 test('upgrade helpers: WebSocket only on GET, any case; head rebuilt without the upgrade', () => {
