@@ -23,7 +23,7 @@ import { sendProblem } from './problem.js';
 import { checkAuthority } from './host.js';
 import { handshakeHasBody, isWebSocketUpgrade, serveWithoutUpgrade } from './upgrade.js';
 import { headerListSize } from './header-list.js';
-import { unsupportedTransferCoding } from '../forward/framing.js';
+import { transferCodingProblem } from '../forward/framing.js';
 
 export interface ListenerHandlers {
   request(req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse): void;
@@ -105,10 +105,11 @@ export class Listener {
         sendProblem(res, new ProxyError('BAD_REQUEST', host.detail));
         return;
       }
-      const te = unsupportedTransferCoding(req);
+      const te = transferCodingProblem(req);
       if (te !== undefined) {
         res.setHeader('connection', 'close');
-        sendProblem(res, new ProxyError('TRANSFER_CODING_NOT_IMPLEMENTED', `Transfer-Encoding ${JSON.stringify(te)}: only chunked is forwarded`));
+        const detail = `Transfer-Encoding ${JSON.stringify(te.value)}: only chunked alone is forwarded`;
+        sendProblem(res, new ProxyError(te.status === 400 ? 'BAD_REQUEST' : 'TRANSFER_CODING_NOT_IMPLEMENTED', detail));
         return;
       }
       handlers.request(req, res);

@@ -42,16 +42,19 @@ export function framingOf(req: InboundRequest): BodyFraming {
 }
 
 /**
- * A transfer coding sluice cannot forward faithfully, or undefined. Node's parser accepts
- * `Transfer-Encoding: gzip, chunked` and removes only the chunking; forwarded, the body would
- * reach the upstream still gzip-coded but labelled as plain. RFC 9112 §6.1: a server that
- * does not understand a transfer coding answers 501. Only `chunked` alone is forwarded.
+ * What is wrong with a request's Transfer-Encoding, or undefined when there is none or it is
+ * `chunked` alone. RFC 9112 §6.3: chunked not the final coding → 400 (the body length cannot be
+ * determined). RFC 9112 §6.1: another coding before chunked (`gzip, chunked`, which Node's parser
+ * accepts, removing only the chunking) → 501: forwarded, the body would reach the upstream still
+ * gzip-coded but labelled as plain.
  */
-export function unsupportedTransferCoding(req: InboundRequest): string | undefined {
+export function transferCodingProblem(req: InboundRequest): { readonly status: 400 | 501; readonly value: string } | undefined {
   if (req.httpVersionMajor >= 2) return undefined; // HTTP/2 forbids Transfer-Encoding (nghttp2 refuses it)
   const te = req.headers['transfer-encoding'];
-  if (te === undefined || te.trim().toLowerCase() === 'chunked') return undefined;
-  return te;
+  if (te === undefined) return undefined;
+  const codings = te.split(',').map((c) => c.trim().toLowerCase());
+  if (codings.at(-1) !== 'chunked') return { status: 400, value: te };
+  return codings.length === 1 ? undefined : { status: 501, value: te };
 }
 
 function lengthOf(cl: string): BodyFraming {

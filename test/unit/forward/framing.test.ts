@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { OutgoingHttpHeaders } from 'node:http';
-import { applyFraming, framingOf, unsupportedTransferCoding } from '../../../src/forward/framing.js';
+import { applyFraming, framingOf, transferCodingProblem } from '../../../src/forward/framing.js';
 import type { InboundRequest } from '../../../src/accept/context.js';
 
 const h1 = (headers: Record<string, string>): InboundRequest => ({ httpVersionMajor: 1, method: 'GET', headers }) as unknown as InboundRequest;
@@ -29,9 +29,11 @@ test('applyFraming replaces whatever length headers came in', () => {
   assert.deepEqual(h, { 'transfer-encoding': 'chunked' });
 });
 
-test('unsupportedTransferCoding: only chunked alone is forwarded', () => {
-  assert.equal(unsupportedTransferCoding(h1({ 'transfer-encoding': 'chunked' })), undefined);
-  assert.equal(unsupportedTransferCoding(h1({ 'transfer-encoding': 'Chunked' })), undefined);
-  assert.equal(unsupportedTransferCoding(h1({ 'transfer-encoding': 'gzip, chunked' })), 'gzip, chunked');
-  assert.equal(unsupportedTransferCoding(h1({})), undefined);
+test('transferCodingProblem: only chunked alone is forwarded', () => {
+  assert.equal(transferCodingProblem(h1({ 'transfer-encoding': 'chunked' })), undefined);
+  assert.equal(transferCodingProblem(h1({ 'transfer-encoding': 'Chunked' })), undefined);
+  assert.equal(transferCodingProblem(h1({})), undefined);
+  assert.deepEqual(transferCodingProblem(h1({ 'transfer-encoding': 'gzip, chunked' })), { status: 501, value: 'gzip, chunked' });
+  assert.deepEqual(transferCodingProblem(h1({ 'transfer-encoding': 'xchunked' })), { status: 400, value: 'xchunked' });
+  assert.deepEqual(transferCodingProblem(h1({ 'transfer-encoding': 'chunked, gzip' })), { status: 400, value: 'chunked, gzip' });
 });
