@@ -94,6 +94,7 @@ const DISCARDED_BY_PROXY = new Set(['GET', 'HEAD', 'OPTIONS']);
  *   upstream request instead.
  */
 export function guardBody(req: InboundRequest, up: ClientRequest, framing: BodyFraming): void {
+  if (framing.kind === 'none') return; // nothing to carry or count: the hot path of body-less requests stays as it was
   const write = up.write;
   const end = up.end as (this: ClientRequest, ...a: unknown[]) => ClientRequest;
   let seen = 0;
@@ -111,7 +112,7 @@ export function guardBody(req: InboundRequest, up: ClientRequest, framing: BodyF
   };
   up.end = function (this: ClientRequest, ...args: unknown[]): ClientRequest {
     if (args.length > 0) return end.apply(this, args);
-    if (!carrying && framing.kind !== 'none' && DISCARDED_BY_PROXY.has(req.method ?? 'GET') && !req.readableEnded) {
+    if (!carrying && DISCARDED_BY_PROXY.has(req.method ?? 'GET') && !req.readableEnded) {
       carrying = true;
       carry(req, up, finish);
       return up;
@@ -146,5 +147,5 @@ function incomplete(req: InboundRequest, framing: BodyFraming, seen: number): bo
     const code = ((req as Http2ServerRequest).stream as { rstCode?: number } | undefined)?.rstCode;
     return code !== undefined && code !== 0;
   }
-  return framing.kind !== 'none' && (req as { complete?: boolean }).complete === false;
+  return (req as { complete?: boolean }).complete === false;
 }
