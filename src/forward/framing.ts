@@ -144,8 +144,9 @@ function carry(req: InboundRequest, up: ClientRequest, finish: () => void): void
 function incomplete(req: InboundRequest, framing: BodyFraming, seen: number): boolean {
   if (framing.kind === 'length' && seen !== framing.length) return true;
   if (req.httpVersionMajor >= 2) {
-    const code = ((req as Http2ServerRequest).stream as { rstCode?: number } | undefined)?.rstCode;
-    return code !== undefined && code !== 0;
+    // Closed before END_STREAM: reset with an error code, or aborted (reset with NO_ERROR, or the session went away).
+    const stream = (req as Http2ServerRequest).stream as { rstCode?: number; aborted?: boolean } | undefined;
+    return (stream?.rstCode !== undefined && stream.rstCode !== 0) || stream?.aborted === true;
   }
   return (req as { complete?: boolean }).complete === false;
 }

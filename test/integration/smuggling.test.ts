@@ -264,3 +264,27 @@ test('HTTP/1.1: a transfer coding other than chunked alone is refused 501 (RFC 9
   assert.deepEqual(rec.requests.map((r) => `${r.url} ${r.body}`), ['/te-ok hello']);
   await assertDrained(sluice.admin);
 });
+
+test('hostile: HTTP/2 bodies cut by RST_STREAM before END_STREAM (NO_ERROR or CANCEL) never reach the upstream as complete', async () => {
+  rec.requests.length = 0;
+  const base = [[':method', 'POST'], [':scheme', 'http'], [':authority', 'x'], [':path', '/cut3']];
+  // One connection, several streams each: DATA without END_STREAM, then RST_STREAM. The Node
+  // client cannot do this (its close() sends END_STREAM first), hence python3-h2.
+  const runs: Promise<unknown>[] = [];
+  for (let i = 0; i < 6; i++) {
+    const streams = [0, 8, 0, 8].map((rst, j) => ({
+      headers: j % 2 === 0 ? base : [...base, ['content-length', '900']],
+      data: ['p'.repeat(300), 'p'.repeat(200)],
+      end: false,
+      rst,
+    }));
+    runs.push(h2raw({ streams, wait: 1 }));
+  }
+  await Promise.all(runs);
+  await assertDrained(sluice.admin, 10_000);
+  await new Promise((r) => setTimeout(r, 300));
+  assert.deepEqual(rec.requests.filter((r) => r.url === '/cut3').map((r) => r.body.length), [], 'a cut body was forwarded as complete');
+  const ok = await fetch(`${sluice.url}/after-cut3`);
+  assert.equal(ok.status, 200);
+  await ok.text();
+});
