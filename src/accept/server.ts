@@ -5,7 +5,7 @@
  * the http2 server, anything else to the HTTP/1.1 server.
  */
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
-import { createServer as createHttpServer, type IncomingMessage, type ServerResponse, type Server as HttpServer } from 'node:http';
+import { createServer as createHttpServer, STATUS_CODES, type IncomingMessage, type ServerResponse, type Server as HttpServer } from 'node:http';
 import {
   createServer as createH2Server,
   type Http2ServerRequest,
@@ -20,10 +20,8 @@ import { systemClock, type Clock, type TimerHandle } from '../clock.js';
 import { ProxyError } from '../errors.js';
 import { kPeer, type Peer, type InboundRequest, type InboundResponse } from './context.js';
 import { sendProblem } from './problem.js';
-import { checkAuthority } from './host.js';
-import { handshakeHasBody, isWebSocketUpgrade, serveWithoutUpgrade } from './upgrade.js';
-import { headerListSize } from './header-list.js';
-import { transferCodingProblem } from '../forward/framing.js';
+import { isWebSocketUpgrade, serveWithoutUpgrade } from './upgrade.js';
+import { refuseHandshake, refuseRequest } from './gate.js';
 
 export interface ListenerHandlers {
   request(req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse): void;
@@ -92,24 +90,11 @@ export class Listener {
     this.http1.emit('listening');
     const onRequest = (req: InboundRequest, res: InboundResponse): void => {
       if (req.httpVersionMajor === 1) settleHead(req.socket);
-      else {
-        const size = headerListSize(req.rawHeaders);
-        if (size > this.maxHeaderSize) {
-          sendProblem(res, new ProxyError('HEADERS_TOO_LARGE', `header list of ${size} bytes (RFC 9113 §6.5.2) exceeds ${this.maxHeaderSize}`));
-          return;
-        }
-      }
-      const host = checkAuthority(req);
-      if (host.kind === 'reject') {
+      const refusal = refuseRequest(req, this.maxHeaderSize);
+      if (refusal) {
+        // HTTP/1.1: the framing or the authority is in doubt, so the connection is not reused.
         if (req.httpVersionMajor === 1) res.setHeader('connection', 'close');
-        sendProblem(res, new ProxyError('BAD_REQUEST', host.detail));
-        return;
-      }
-      const te = transferCodingProblem(req);
-      if (te !== undefined) {
-        res.setHeader('connection', 'close');
-        const detail = `Transfer-Encoding ${JSON.stringify(te.value)}: only chunked alone is forwarded`;
-        sendProblem(res, new ProxyError(te.status === 400 ? 'BAD_REQUEST' : 'TRANSFER_CODING_NOT_IMPLEMENTED', detail));
+        sendProblem(res, refusal);
         return;
       }
       handlers.request(req, res);
@@ -122,14 +107,13 @@ export class Listener {
         serveWithoutUpgrade(this.http1, req, socket as Socket, head);
         return;
       }
-      const host = checkAuthority(req);
-      const refusal = host.kind === 'reject' ? host.detail : handshakeHasBody(req) ? 'a WebSocket handshake must not carry a body' : undefined;
-      if (refusal !== undefined) {
+      const refusal = refuseHandshake(req);
+      if (refusal) {
         socket.on('error', noop);
-        writeRaw400(socket, refusal);
+        writeRawProblem(socket, refusal);
         return;
       }
-      req.headers.upgrade = 'websocket';
+      req.headers.upgrade = 'websocket'; // http2-proxy accepts only the lower-case token
       handlers.upgrade(req, socket, head);
     });
     this.http1.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
@@ -276,10 +260,10 @@ export class Listener {
 
 function noop(): void {}
 
-function writeRaw400(socket: Duplex, detail: string): void {
-  const body = JSON.stringify(new ProxyError('BAD_REQUEST', detail).toProblem());
+function writeRawProblem(socket: Duplex, err: ProxyError): void {
+  const body = JSON.stringify(err.toProblem());
   socket.end(
-    'HTTP/1.1 400 Bad Request\r\nContent-Type: application/problem+json\r\nCache-Control: no-store\r\n' +
+    `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? ''}\r\nContent-Type: application/problem+json\r\nCache-Control: no-store\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   );
 }
