@@ -23,6 +23,7 @@ export const ErrorCodes = {
   FORBIDDEN: { status: 403, title: 'Client address not allowed' },
   METHOD_NOT_ALLOWED: { status: 405, title: 'Method not allowed on this route' },
   NO_HEALTHY_UPSTREAM: { status: 503, title: 'No healthy upstream target' },
+  TRANSFER_CODING_NOT_IMPLEMENTED: { status: 501, title: 'Transfer coding not implemented' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof ErrorCodes;

@@ -1,24 +1,23 @@
 /**
  * The checks every listener (cleartext h1+h2c, TLS with ALPN) applies before a
- * request reaches the pipeline, in one place so both protocols and both
- * listeners answer alike:
- * - HTTP/2 header lists are measured as RFC 9113 §6.5.2 counts them and refused
- *   with 431 past `limits.maxHeaderSize` (Node enforces it for HTTP/1.1 only);
- * - the authority (Host / `:authority`, absolute-form) is checked by RFC 9112 §3.2
- *   and RFC 9110 §7.2 (accept/host.ts): 400 otherwise;
+ * request reaches the pipeline, wired in one place so both listeners and both
+ * protocols answer alike. What is refused, and why, is decided in gate.ts
+ * (header list size by RFC 9113 §6.5.2, authority by RFC 9112 §3.2 / RFC 9110
+ * §7.2, transfer codings by RFC 9112 §6); here the refusal is answered:
+ * - a request: problem+json, and an HTTP/1.1 connection is not reused (its
+ *   framing or authority is in doubt);
  * - an `Upgrade` that is not a WebSocket handshake on GET is ignored and the
- *   request served as a plain one (accept/upgrade.ts); a WebSocket handshake with
- *   a bad Host or a body is refused with 400 and never forwarded.
+ *   request served as a plain one (accept/upgrade.ts); a WebSocket handshake
+ *   that gate.ts refuses gets a raw problem+json and the socket is closed.
  */
-import type { IncomingMessage, Server as HttpServer } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type Server as HttpServer } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { ProxyError } from '../errors.js';
+import type { ProxyError } from '../errors.js';
 import type { InboundRequest, InboundResponse } from './context.js';
 import { sendProblem } from './problem.js';
-import { checkAuthority } from './host.js';
-import { handshakeHasBody, isWebSocketUpgrade, serveWithoutUpgrade } from './upgrade.js';
-import { headerListSize } from './header-list.js';
+import { isWebSocketUpgrade, serveWithoutUpgrade } from './upgrade.js';
+import { refuseHandshake, refuseRequest } from './gate.js';
 
 export interface GuardedHandlers {
   request(req: InboundRequest, res: InboundResponse): void;
@@ -39,17 +38,10 @@ export function guardHandlers(
   return {
     request(req, res) {
       if (req.httpVersionMajor === 1) onHead(req.socket);
-      else {
-        const size = headerListSize(req.rawHeaders);
-        if (size > maxHeaderSize) {
-          sendProblem(res, new ProxyError('HEADERS_TOO_LARGE', `header list of ${size} bytes (RFC 9113 §6.5.2) exceeds ${maxHeaderSize}`));
-          return;
-        }
-      }
-      const host = checkAuthority(req);
-      if (host.kind === 'reject') {
+      const refusal = refuseRequest(req, maxHeaderSize);
+      if (refusal) {
         if (req.httpVersionMajor === 1) res.setHeader('connection', 'close');
-        sendProblem(res, new ProxyError('BAD_REQUEST', host.detail));
+        sendProblem(res, refusal);
         return;
       }
       handlers.request(req, res);
@@ -61,23 +53,22 @@ export function guardHandlers(
         serveWithoutUpgrade(plainServer, req, socket as Socket, head);
         return;
       }
-      const host = checkAuthority(req);
-      const refusal = host.kind === 'reject' ? host.detail : handshakeHasBody(req) ? 'a WebSocket handshake must not carry a body' : undefined;
-      if (refusal !== undefined) {
+      const refusal = refuseHandshake(req);
+      if (refusal) {
         socket.on('error', noop);
-        writeRaw400(socket, refusal);
+        writeRawProblem(socket, refusal);
         return;
       }
-      req.headers.upgrade = 'websocket';
+      req.headers.upgrade = 'websocket'; // http2-proxy accepts only the lower-case token
       handlers.upgrade(req, socket, head);
     },
   };
 }
 
-function writeRaw400(socket: Duplex, detail: string): void {
-  const body = JSON.stringify(new ProxyError('BAD_REQUEST', detail).toProblem());
+function writeRawProblem(socket: Duplex, err: ProxyError): void {
+  const body = JSON.stringify(err.toProblem());
   socket.end(
-    'HTTP/1.1 400 Bad Request\r\nContent-Type: application/problem+json\r\nCache-Control: no-store\r\n' +
+    `HTTP/1.1 ${err.status} ${STATUS_CODES[err.status] ?? ''}\r\nContent-Type: application/problem+json\r\nCache-Control: no-store\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`,
   );
 }

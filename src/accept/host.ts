@@ -2,8 +2,8 @@
  * The request's authority by the RFCs, checked once at accept so that routing,
  * classification, X-Forwarded-Host and the Host sent upstream all read one valid value.
  *
- * - RFC 9112 §3.2: an HTTP/1.1 request with more than one Host field, or an invalid one,
- *   gets 400. (A missing Host on HTTP/1.1 is refused by Node's parser already.)
+ * - RFC 9112 §3.2: an HTTP/1.1 request without a Host field, with more than one, or with an
+ *   invalid one, gets 400 (Node's own missing-Host check is off so the answer is problem+json).
  * - RFC 9112 §3.2.2: with an absolute-form target (`GET http://a.example/x HTTP/1.1`) the
  *   target's authority replaces Host, and the request continues in origin-form (`/x`).
  * - RFC 3986 §3.2: authority = host [":" port]; host is an IP literal, an IPv4 address or a
@@ -78,6 +78,7 @@ export function checkAuthority(req: InboundRequest): AuthorityCheck {
     }
     return OK;
   }
+  if (host === undefined && req.httpVersionMajor === 1 && req.httpVersionMinor >= 1) return reject('an HTTP/1.1 request needs a Host header field (RFC 9112 §3.2)');
   const url = req.url ?? '/';
   if (!url.startsWith('/') && url !== '*') {
     const m = ABSOLUTE.exec(url);

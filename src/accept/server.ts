@@ -78,6 +78,8 @@ export class Listener {
       connectionsCheckingInterval: Math.max(100, Math.min(1000, headersTimeout / 2)),
       requestTimeout: 0, // bodies may stream for long; a stalled body is caught by requestBodyIdle
       keepAliveTimeout: opts.keepAliveTimeoutMs ?? 5_000,
+      // Host is checked in accept/host.ts with the other authority rules, answered as problem+json.
+      requireHostHeader: false,
     });
     // The HTTP/1.1 server never listens itself (the sniffing server hands it sockets), but its
     // connection tracking, which enforces headersTimeout and closeIdleConnections(), starts on

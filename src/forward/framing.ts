@@ -41,6 +41,22 @@ export function framingOf(req: InboundRequest): BodyFraming {
   return cl !== undefined ? lengthOf(cl) : NONE;
 }
 
+/**
+ * What is wrong with a request's Transfer-Encoding, or undefined when there is none or it is
+ * `chunked` alone. RFC 9112 §6.3: chunked not the final coding → 400 (the body length cannot be
+ * determined). RFC 9112 §6.1: another coding before chunked (`gzip, chunked`, which Node's parser
+ * accepts, removing only the chunking) → 501: forwarded, the body would reach the upstream still
+ * gzip-coded but labelled as plain.
+ */
+export function transferCodingProblem(req: InboundRequest): { readonly status: 400 | 501; readonly value: string } | undefined {
+  if (req.httpVersionMajor >= 2) return undefined; // HTTP/2 forbids Transfer-Encoding (nghttp2 refuses it)
+  const te = req.headers['transfer-encoding'];
+  if (te === undefined) return undefined;
+  const codings = te.split(',').map((c) => c.trim().toLowerCase());
+  if (codings.at(-1) !== 'chunked') return { status: 400, value: te };
+  return codings.length === 1 ? undefined : { status: 501, value: te };
+}
+
 function lengthOf(cl: string): BodyFraming {
   const n = Number(cl);
   return { kind: 'length', length: n };
@@ -78,6 +94,7 @@ const DISCARDED_BY_PROXY = new Set(['GET', 'HEAD', 'OPTIONS']);
  *   upstream request instead.
  */
 export function guardBody(req: InboundRequest, up: ClientRequest, framing: BodyFraming): void {
+  if (framing.kind === 'none') return; // nothing to carry or count: the hot path of body-less requests stays as it was
   const write = up.write;
   const end = up.end as (this: ClientRequest, ...a: unknown[]) => ClientRequest;
   let seen = 0;
@@ -95,7 +112,7 @@ export function guardBody(req: InboundRequest, up: ClientRequest, framing: BodyF
   };
   up.end = function (this: ClientRequest, ...args: unknown[]): ClientRequest {
     if (args.length > 0) return end.apply(this, args);
-    if (!carrying && framing.kind !== 'none' && DISCARDED_BY_PROXY.has(req.method ?? 'GET') && !req.readableEnded) {
+    if (!carrying && DISCARDED_BY_PROXY.has(req.method ?? 'GET') && !req.readableEnded) {
       carrying = true;
       carry(req, up, finish);
       return up;
@@ -127,8 +144,9 @@ function carry(req: InboundRequest, up: ClientRequest, finish: () => void): void
 function incomplete(req: InboundRequest, framing: BodyFraming, seen: number): boolean {
   if (framing.kind === 'length' && seen !== framing.length) return true;
   if (req.httpVersionMajor >= 2) {
-    const code = ((req as Http2ServerRequest).stream as { rstCode?: number } | undefined)?.rstCode;
-    return code !== undefined && code !== 0;
+    // Closed before END_STREAM: reset with an error code, or aborted (reset with NO_ERROR, or the session went away).
+    const stream = (req as Http2ServerRequest).stream as { rstCode?: number; aborted?: boolean } | undefined;
+    return (stream?.rstCode !== undefined && stream.rstCode !== 0) || stream?.aborted === true;
   }
-  return framing.kind !== 'none' && (req as { complete?: boolean }).complete === false;
+  return (req as { complete?: boolean }).complete === false;
 }

@@ -2,7 +2,8 @@
 """Raw HTTP/2 client for hostile-input tests (python3-h2, Debian).
 
 usage: h2raw.py HOST PORT SPEC_JSON
-SPEC: {"streams": [{"headers": [[name, value], ...], "data": ["..."], "end": true}], "wait": seconds}
+SPEC: {"streams": [{"headers": [[name, value], ...], "data": ["..."], "end": true, "rst": code?}], "wait": seconds}
+("rst": a RST_STREAM with that code right after the stream's frames, so a body can be cut without END_STREAM.)
 Headers go out unvalidated and unnormalised (so malformed requests can be sent).
 Prints one JSON object: {"streams": {id: {"status": int|null, "body": int, "reset": code|null, "ended": bool}},
 "goaway": code|null, "closed": bool}
@@ -43,6 +44,8 @@ def main():
             b = d.encode('latin1')
             last = end and i == len(data) - 1
             conn.send_data(sid, b, end_stream=last)
+        if "rst" in st:
+            conn.reset_stream(sid, error_code=st["rst"])
         out["streams"][str(sid)] = {"status": None, "body": 0, "reset": None, "ended": False}
         sid += 2
     s.sendall(conn.data_to_send())

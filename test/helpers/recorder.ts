@@ -1,7 +1,7 @@
 /**
  * A backend that records every request it executes (method, target, headers, body)
  * and every raw byte it receives per connection, so framing tests can see exactly
- * what the proxy put on the wire.
+ * what the proxy put on the wire. `?delay=MS` delays the answer.
  */
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
@@ -38,8 +38,13 @@ export async function startRecorder(): Promise<Recorder> {
       const body = Buffer.concat(chunks).toString('latin1');
       r.requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders, body, connection: id });
       const out = JSON.stringify({ method: req.method, url: req.url, headers: req.headers, bodyLength: body.length });
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(out);
+      const delay = Number(/[?&]delay=(\d+)/.exec(req.url ?? '')?.[1] ?? 0);
+      const answer = (): void => {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(out);
+      };
+      if (delay > 0) setTimeout(answer, delay);
+      else answer();
     });
   });
   server.on('connection', (s: Socket & { recId?: number }) => {

@@ -81,7 +81,9 @@ const last = (): { url: string; host: string | undefined; xfh: string | undefine
 };
 
 const badHosts: [string, string][] = [
+  ['missing Host', ''],
   ['duplicate Host', 'Host: a.example\r\nHost: b.example\r\n'],
+  ['duplicate Host, different case', 'Host: a.example\r\nhOST: b.example\r\n'],
   ['duplicate Host, same value', 'Host: a.example\r\nHost: a.example\r\n'],
   ['path in Host', 'Host: a.example/evil\r\n'],
   ['userinfo in Host', 'Host: user@a.example\r\n'],
@@ -209,6 +211,20 @@ test('Upgrade: h2c (curl --http2 over cleartext) is ignored and served over HTTP
   await assertDrained(sluice.admin);
 });
 
+test('Upgrade: an ignored upgrade pipelined behind a slow request is answered in order on the same connection', async () => {
+  rec.requests.length = 0;
+  const resp = await raw(
+    'GET /pipe-slow?delay=400 HTTP/1.1\r\nHost: x\r\n\r\n' +
+      'GET /pipe-up HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n' +
+      'GET /pipe-last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+    4000,
+    true,
+  );
+  const order = [...resp.matchAll(/"url":"([^"]+)"/g)].map((m) => m[1]);
+  assert.deepEqual(order, ['/pipe-slow?delay=400', '/pipe-up', '/pipe-last'], resp.slice(0, 400));
+  await assertDrained(sluice.admin);
+});
+
 test('Upgrade: websocket on a non-GET is ignored and served normally; an unknown upgrade too', async () => {
   rec.requests.length = 0;
   let resp = await raw('POST /post-ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nContent-Length: 2\r\n\r\nhi');
@@ -247,5 +263,22 @@ test('WebSocket handshake with a bad Host or a body: 400, never forwarded', asyn
     const resp = await raw(hs(extra) + (extra.includes('Content-Length') ? 'abc' : ''));
     assert.equal(statusOf(resp), 400, `${JSON.stringify(extra)}: ${resp.slice(0, 200)}`);
   }
+  await assertDrained(sluice.admin);
+});
+
+test('WebSocket handshake: the client Host goes upstream, an absolute-form target is forwarded in origin-form', async () => {
+  // The recorder does not speak WebSocket: it records the handshake as a plain request and answers 200.
+  rec.requests.length = 0;
+  const key = Buffer.from('0123456789abcdef').toString('base64');
+  await raw(
+    `GET http://WS.example:8080/rec-ws?x=1 HTTP/1.1\r\nHost: ignored.example\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${key}\r\n\r\n`,
+    1000,
+  );
+  const r = rec.requests.at(-1);
+  assert.ok(r, 'handshake reached the upstream');
+  assert.equal(r.url, '/rec-ws?x=1');
+  assert.equal(r.headers.host, 'WS.example:8080');
+  assert.equal(r.headers['x-forwarded-host'], 'WS.example:8080');
+  assert.equal(r.headers.upgrade, 'websocket');
   await assertDrained(sluice.admin);
 });

@@ -211,3 +211,80 @@ test('HTTP/2: content-length that disagrees with the DATA is a stream error (RFC
   await ok.text();
   await assertDrained(sluice.admin);
 });
+
+test('hostile: bodies cut off at every moment (HTTP/1.1 and HTTP/2) are never forwarded as complete; slots return', async () => {
+  rec.requests.length = 0;
+  const body = 'q'.repeat(3000);
+  const h1Cut = (method: string, cutAt: number, delayMs: number): Promise<void> =>
+    new Promise((resolve) => {
+      const s = netConnect(port, '127.0.0.1');
+      s.on('error', () => {});
+      s.on('close', () => resolve());
+      s.write(`${method} /cut HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, cutAt)}`);
+      setTimeout(() => s.destroy(), delayMs);
+    });
+  const session = h2Connect(sluice.url);
+  session.on('error', () => {});
+  const h2Cut = (method: string, cutAt: number, delayMs: number): Promise<void> =>
+    new Promise((resolve) => {
+      const s = session.request({ ':method': method, ':path': '/cut2', 'content-length': String(body.length) }, { endStream: false });
+      s.on('error', () => {});
+      s.on('close', () => resolve());
+      s.resume();
+      s.write(body.slice(0, cutAt));
+      setTimeout(() => s.close(8 /* CANCEL */), delayMs);
+    });
+  const work: Promise<void>[] = [];
+  for (let i = 0; i < 120; i++) {
+    const method = ['GET', 'POST', 'DELETE', 'OPTIONS'][i % 4]!;
+    const cutAt = (i * 97) % body.length;
+    const delay = (i * 7) % 60;
+    work.push(i % 2 === 0 ? h1Cut(method, cutAt, delay) : h2Cut(method, cutAt, delay));
+  }
+  await Promise.all(work);
+  session.close();
+  await assertDrained(sluice.admin, 10_000);
+  await new Promise((r) => setTimeout(r, 300));
+  // The upstream executed nothing with a partial body: every request it ran carried its full declared length.
+  for (const r of rec.requests.filter((x) => x.url.startsWith('/cut'))) assert.equal(r.body.length, body.length, `${r.method} ${r.url}`);
+  const ok = await fetch(`${sluice.url}/after-cuts`);
+  assert.equal(ok.status, 200);
+  await ok.text();
+});
+
+test('HTTP/1.1: a transfer coding other than chunked alone is refused 501 (RFC 9112 §6.1), never forwarded', async () => {
+  rec.requests.length = 0;
+  for (const te of ['gzip, chunked', 'deflate,chunked']) {
+    const resp = await rawExchange(`POST /te HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: ${te}\r\n\r\n5\r\nhello\r\n0\r\n\r\n`, 1);
+    assert.deepEqual(statuses(resp), [501], resp.slice(0, 200));
+    assert.match(resp, /connection: close/i);
+  }
+  const ok = await rawExchange('POST /te-ok HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n', 1);
+  assert.deepEqual(statuses(ok), [200]);
+  assert.deepEqual(rec.requests.map((r) => `${r.url} ${r.body}`), ['/te-ok hello']);
+  await assertDrained(sluice.admin);
+});
+
+test('hostile: HTTP/2 bodies cut by RST_STREAM before END_STREAM (NO_ERROR or CANCEL) never reach the upstream as complete', async () => {
+  rec.requests.length = 0;
+  const base = [[':method', 'POST'], [':scheme', 'http'], [':authority', 'x'], [':path', '/cut3']];
+  // One connection, several streams each: DATA without END_STREAM, then RST_STREAM. The Node
+  // client cannot do this (its close() sends END_STREAM first), hence python3-h2.
+  const runs: Promise<unknown>[] = [];
+  for (let i = 0; i < 6; i++) {
+    const streams = [0, 8, 0, 8].map((rst, j) => ({
+      headers: j % 2 === 0 ? base : [...base, ['content-length', '900']],
+      data: ['p'.repeat(300), 'p'.repeat(200)],
+      end: false,
+      rst,
+    }));
+    runs.push(h2raw({ streams, wait: 1 }));
+  }
+  await Promise.all(runs);
+  await assertDrained(sluice.admin, 10_000);
+  await new Promise((r) => setTimeout(r, 300));
+  assert.deepEqual(rec.requests.filter((r) => r.url === '/cut3').map((r) => r.body.length), [], 'a cut body was forwarded as complete');
+  const ok = await fetch(`${sluice.url}/after-cut3`);
+  assert.equal(ok.status, 200);
+  await ok.text();
+});
