@@ -29,7 +29,7 @@ local maxWait = tonumber(ARGV[3])
 local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tat < now then tat = now end
 local nxt = tat + interval
-local allowAt = nxt - burst * interval
+local allowAt = tat - (burst - 1) * interval
 if allowAt <= now then
   redis.call('SET', KEYS[1], tostring(nxt), 'PX', math.ceil(nxt - now) + 1000)
   return {1, '0', math.floor((now - allowAt) / interval + 1e-9)}

@@ -59,6 +59,8 @@ function handler(b: EchoBackend): (req: Req, res: Res) => void {
         }
         (res as Http2ServerResponse).writeHead(200, { 'content-type': 'application/json' });
         res.end(out);
+        // /goaway: answer, then close the HTTP/2 session gracefully (GOAWAY), as a server being redeployed does.
+        if (url.pathname.endsWith('/goaway')) (req as Http2ServerRequest).stream?.session?.close();
       }, delay),
     );
   };

@@ -131,7 +131,7 @@ test('a client deadline (grpc-timeout) ends the call upstream too; counts return
 test('sluice refusals reach grpc-js as gRPC statuses', async () => {
   // Rate limit → RESOURCE_EXHAUSTED
   const first = await h2c.unary({ message: 'a' }, { metadata: { 'x-class': 'limited' } });
-  assert.equal(first.error, undefined);
+  assert.equal(first.error, undefined, String(first.error));
   const limited = await tls.unary({ message: 'b' }, { metadata: { 'x-class': 'limited' } });
   assert.equal(limited.error?.code, grpc.status.RESOURCE_EXHAUSTED);
   assert.match(limited.error!.details, /rate/i);

@@ -185,6 +185,21 @@ for (const proto of ['h2', 'h2c'] as const) {
   });
 }
 
+test('h2c upstream that sends GOAWAY: new requests go to a new session, none fails', async () => {
+  const be = b.h2c!;
+  const before = be.connections;
+  for (let i = 0; i < 3; i++) {
+    const r = await fetch(`${sluice.url}/h2c/goaway`);
+    assert.equal(r.status, 200);
+    await r.text();
+    const after = await fetch(`${sluice.url}/h2c/after`);
+    assert.equal(after.status, 200);
+    await after.text();
+  }
+  assert.ok(be.connections - before >= 3, `a new session after each GOAWAY (${be.connections - before} connections)`);
+  await idle();
+});
+
 test('h2c upstream down: 502 at once, and counts return to zero', async () => {
   const t0 = Date.now();
   const r = await fetch(`${sluice.url}/h2down/x`);

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FakeClock } from '../../../src/clock.js';
-import { KeyedBuckets, type Take } from '../../../src/admit/gcra.js';
+import { KeyedBuckets, gcraStep, type Take } from '../../../src/admit/gcra.js';
 
 const out = (): Take => ({ waitMs: 0, rejected: false, remaining: 0 });
 
@@ -85,4 +85,13 @@ test('idle keys are swept; memory is bounded by the key cap', () => {
   assert.equal(b.size, 0);
   assert.equal(clock.pendingTimers(), 0, 'no timer left when nothing is tracked');
   b.close();
+});
+
+test('a fresh key with burst 1 is always admitted (no rounding above now)', () => {
+  const out = { waitMs: 0, rejected: false, remaining: 0 };
+  for (let i = 0; i < 10_000; i++) {
+    const now = Math.random() * 1e6;
+    assert.notEqual(gcraStep(now, now, { intervalMs: 60_000, burst: 1 }, 0, out), undefined, `refused at now=${now}`);
+    assert.equal(out.remaining, 0);
+  }
 });
