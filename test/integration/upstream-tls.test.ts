@@ -123,6 +123,7 @@ for (const [path, cause] of [
 
 test('insecureSkipVerify accepts any certificate', async () => {
   assert.equal((await fetch(`${sluice.url}/skip/x`)).status, 200);
+  await idle();
 });
 
 test('a client certificate is presented to an upstream that requires one', async () => {
@@ -182,6 +183,7 @@ for (const proto of ['h2', 'h2c'] as const) {
     const [r] = await h2Get(`/${proto}/trailers`, 1);
     assert.equal(r!.status, 200);
     assert.equal(r!.trailers['x-checksum'], String(r!.body.length));
+    await idle();
   });
 }
 
