@@ -202,6 +202,27 @@ test('h2c upstream that sends GOAWAY: new requests go to a new session, none fai
   await idle();
 });
 
+for (const what of ['rst', 'kill'] as const) {
+  test(`h2c upstream that ${what === 'rst' ? 'resets the stream' : 'drops the session'} mid-response: the client sees a failure, not a truncated success`, async () => {
+    const session = connect(sluice.url);
+    const outcome = await new Promise<string>((resolve) => {
+      const s = session.request({ ':path': `/h2c/${what}` });
+      let body = '';
+      s.setEncoding('utf8');
+      s.on('data', (d: string) => (body += d));
+      s.on('error', (e: NodeJS.ErrnoException) => resolve(`error ${e.code}`));
+      let ended = false;
+      s.on('end', () => (ended = true));
+      s.on('close', () => resolve(ended && s.rstCode === 0 ? `clean end: ${body}` : `reset ${s.rstCode} (end seen: ${ended})`));
+    });
+    session.close();
+    assert.doesNotMatch(outcome, /clean end/);
+    // The next request gets a working stream (a new session after /kill).
+    assert.equal((await fetch(`${sluice.url}/h2c/next`)).status, 200);
+    await idle();
+  });
+}
+
 test('h2c upstream down: 502 at once, and counts return to zero', async () => {
   const t0 = Date.now();
   const r = await fetch(`${sluice.url}/h2down/x`);

@@ -143,6 +143,13 @@ class H2Response extends Readable {
       if (!this.push(d)) stream.pause();
     });
     stream.once('end', () => {
+      // Node ends the readable side of a stream that was reset or whose session died, too:
+      // only END_STREAM (rstCode still NO_ERROR) is a complete response; anything else is an abort.
+      if ((stream.rstCode ?? NGHTTP2_NO_ERROR) !== NGHTTP2_NO_ERROR || stream.session?.destroyed) {
+        this.emit('aborted');
+        this.destroy(Object.assign(new Error(`upstream reset the HTTP/2 stream (code ${stream.rstCode})`), { code: 'ECONNRESET' }));
+        return;
+      }
       this.complete = true;
       this.push(null);
     });
