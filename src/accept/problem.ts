@@ -6,7 +6,8 @@ import { isGrpc, sendGrpcStatus } from './grpc.js';
 export function sendProblem(res: InboundResponse, err: ProxyError): void {
   if (res.headersSent || res.destroyed || res.writableEnded) {
     // Too late for a status: tear the stream down so the client sees a failure, not a truncated success.
-    if (!res.writableEnded) res.destroy();
+    // With an error, so an HTTP/2 stream is reset with INTERNAL_ERROR: RST_STREAM(NO_ERROR) reads as a clean end to some clients.
+    if (!res.writableEnded) res.destroy(new Error(err.message));
     return;
   }
   // A gRPC client cannot read problem+json: it gets a grpc-status instead.

@@ -224,5 +224,8 @@ function factsOf(socket: TLSSocket): ClientCertFacts | null {
 
 /** Whether the request arrived over TLS (X-Forwarded-Proto, Forwarded proto=). */
 export function isEncrypted(req: InboundRequest): boolean {
+  // HTTP/2: ask the session (req.socket would build a Proxy per stream).
+  const session = (req as Http2ServerRequest).stream?.session;
+  if (session) return session.encrypted === true;
   return (req.socket as { encrypted?: boolean } | undefined)?.encrypted === true;
 }

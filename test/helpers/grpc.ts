@@ -127,6 +127,8 @@ export interface EchoClient {
     error?: grpc.ServiceError;
     headers: grpc.Metadata | undefined;
   }>;
+  /** Starts a server stream and cancels it after `after` messages; resolves with the status grpc-js reports. */
+  cancelStream(req: EchoRequest, after: number): Promise<grpc.StatusObject>;
   close(): void;
 }
 
@@ -174,6 +176,17 @@ export function echoClient(target: string, ca?: string): EchoClient {
           // 'status' comes after 'end' or 'error'.
           setImmediate(() => resolve({ replies, status, headers, ...(error ? { error } : {}) }));
         });
+      });
+    },
+    cancelStream(req, after) {
+      return new Promise((resolve) => {
+        const call = c.Stream!(req, {});
+        let n = 0;
+        call.on('data', () => {
+          if (++n === after) call.cancel();
+        });
+        call.on('error', () => {});
+        call.on('status', (st: grpc.StatusObject) => resolve(st));
       });
     },
     close: () => c.close(),

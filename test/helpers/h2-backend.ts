@@ -50,6 +50,14 @@ function handler(b: EchoBackend): (req: Req, res: Res) => void {
           headers: req.headers,
           body,
         });
+        if (url.pathname.endsWith('/rst') || url.pathname.endsWith('/kill')) {
+          // Headers and part of the body, then the stream (/rst) or the whole session (/kill) dies.
+          (res as Http2ServerResponse).writeHead(200, { 'content-type': 'text/plain' });
+          (res as Http2ServerResponse).write('partial');
+          const stream = (req as Http2ServerRequest).stream;
+          setTimeout(() => (url.pathname.endsWith('/rst') ? stream.close(2) : stream.session?.destroy()), 30);
+          return;
+        }
         if (url.pathname.endsWith('/trailers')) {
           (res as Http2ServerResponse).writeHead(200, { 'content-type': 'application/json', trailer: 'x-checksum' });
           (res as Http2ServerResponse).write(out);
@@ -59,6 +67,8 @@ function handler(b: EchoBackend): (req: Req, res: Res) => void {
         }
         (res as Http2ServerResponse).writeHead(200, { 'content-type': 'application/json' });
         res.end(out);
+        // /goaway: answer, then close the HTTP/2 session gracefully (GOAWAY), as a server being redeployed does.
+        if (url.pathname.endsWith('/goaway')) (req as Http2ServerRequest).stream?.session?.close();
       }, delay),
     );
   };

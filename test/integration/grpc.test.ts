@@ -128,10 +128,19 @@ test('a client deadline (grpc-timeout) ends the call upstream too; counts return
   await idle();
 });
 
+test('a client that cancels a server stream mid-way cancels it upstream; counts return to zero', async () => {
+  for (const c of [h2c, tls]) {
+    const st = await c.cancelStream({ message: 'long', count: 1000, delay_ms: 20 }, 3);
+    assert.equal(st.code, grpc.status.CANCELLED);
+    await waitFor(() => server.active === 0, 5000, 'the server to see the cancellation');
+  }
+  await idle();
+});
+
 test('sluice refusals reach grpc-js as gRPC statuses', async () => {
   // Rate limit → RESOURCE_EXHAUSTED
   const first = await h2c.unary({ message: 'a' }, { metadata: { 'x-class': 'limited' } });
-  assert.equal(first.error, undefined);
+  assert.equal(first.error, undefined, String(first.error));
   const limited = await tls.unary({ message: 'b' }, { metadata: { 'x-class': 'limited' } });
   assert.equal(limited.error?.code, grpc.status.RESOURCE_EXHAUSTED);
   assert.match(limited.error!.details, /rate/i);

@@ -176,6 +176,7 @@ test('SNI picks the certificate; unknown or absent names get the first', async (
   assert.equal((await handshake(port(urls[0]!), { servername: 'api.other.test', checkServerIdentity: () => undefined })).subject.CN, 'other.test');
   assert.equal((await handshake(port(urls[0]!), { servername: 'localhost' })).subject.CN, 'localhost');
   assert.equal((await handshake(port(urls[0]!), {})).subject.CN, 'localhost');
+  // The certificate of other.test verifies for that name (curl checks it against the CA).
   const viaCurl = await curl(['--http2', '--cacert', pki.caFile, '--resolve', `other.test:${port(urls[0]!)}:127.0.0.1`, `https://other.test:${port(urls[0]!)}/sni`]);
   assert.equal(viaCurl.version, '2');
   await idle();

@@ -8,6 +8,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect } from 'node:http2';
 import WebSocket from 'ws';
+import { createServer as createNetServer, type Server as NetServer, type AddressInfo } from 'node:net';
 import { startSluice, type RunningSluice } from '../helpers/sluice.js';
 import { startBackend, type Backend } from '../helpers/backend.js';
 import { closedPort, getJson, waitFor } from '../helpers/net.js';
@@ -18,6 +19,7 @@ let pki: Pki;
 let sluice: RunningSluice;
 const b: Record<string, EchoBackend> = {};
 let plain: Backend;
+let silent: NetServer;
 
 before(async () => {
   pki = await makePki();
@@ -31,6 +33,10 @@ before(async () => {
   b.h2self = await startH2Backend(pki.selfSigned.cert, pki.selfSigned.key);
   plain = await startBackend();
   const dead = await closedPort();
+  // Accepts TCP and never answers the TLS handshake.
+  silent = createNetServer((sock) => sock.on('error', () => {}));
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+  const silentPort = (silent.address() as AddressInfo).port;
   const up = (name: string, target: string, extra = ''): string => `  - name: ${name}\n    targets: [${target}]\n${extra}`;
   const ca = `    tls: { ca: ${pki.caFile} }\n`;
   sluice = await startSluice(`upstreams:
@@ -48,9 +54,11 @@ ${up('h2', `https://127.0.0.1:${b.h2!.port}`, `    protocol: h2\n    maxConcurre
 ${up('h2c', `http://127.0.0.1:${b.h2c!.port}`, '    protocol: h2c\n    maxConcurrent: 2\n')}
 ${up('h2down', `http://127.0.0.1:${dead}`, '    protocol: h2c\n')}
 ${up('h2bad', `https://127.0.0.1:${b.h2self!.port}`, `    protocol: h2\n${ca}`)}
+${up('stall', `https://127.0.0.1:${silentPort}`, `    connectTimeout: 300ms\n${ca}`)}
+${up('h2stall', `https://127.0.0.1:${silentPort}`, `    protocol: h2\n    connectTimeout: 300ms\n${ca}`)}
 ${up('h2alpn', `https://127.0.0.1:${b.good!.port}`, `    protocol: h2\n${ca}`)}
 routes:
-${['good', 'byname', 'noca', 'wrong', 'expired', 'self', 'skip', 'plain', 'mtls', 'mtlsnocert', 'h2', 'h2c', 'h2down', 'h2bad', 'h2alpn']
+${['good', 'byname', 'noca', 'wrong', 'expired', 'self', 'skip', 'plain', 'mtls', 'mtlsnocert', 'h2', 'h2c', 'h2down', 'h2bad', 'h2alpn', 'stall', 'h2stall']
   .map((n) => `  - match: { pathPrefix: /${n}/ }\n    upstream: ${n}`)
   .join('\n')}
 `);
@@ -60,6 +68,7 @@ after(async () => {
   await sluice.stop();
   await Promise.all(Object.values(b).map((x) => x.close()));
   await plain.close();
+  silent.close();
 });
 
 interface Status {
@@ -121,8 +130,20 @@ for (const [path, cause] of [
   });
 }
 
+for (const path of ['stall', 'h2stall']) {
+  test(`a target that never answers the TLS handshake (/${path}): 502 after connectTimeout, not a hang`, async () => {
+    const t0 = Date.now();
+    const r = await fetch(`${sluice.url}/${path}/x`);
+    assert.equal(r.status, 502);
+    assert.match(((await r.json()) as { detail: string }).detail, /timed out|ETIMEDOUT/);
+    assert.ok(Date.now() - t0 < 4000, `answered after ${Date.now() - t0} ms`);
+    await idle();
+  });
+}
+
 test('insecureSkipVerify accepts any certificate', async () => {
   assert.equal((await fetch(`${sluice.url}/skip/x`)).status, 200);
+  await idle();
 });
 
 test('a client certificate is presented to an upstream that requires one', async () => {
@@ -182,6 +203,43 @@ for (const proto of ['h2', 'h2c'] as const) {
     const [r] = await h2Get(`/${proto}/trailers`, 1);
     assert.equal(r!.status, 200);
     assert.equal(r!.trailers['x-checksum'], String(r!.body.length));
+    await idle();
+  });
+}
+
+test('h2c upstream that sends GOAWAY: new requests go to a new session, none fails', async () => {
+  const be = b.h2c!;
+  const before = be.connections;
+  for (let i = 0; i < 3; i++) {
+    const r = await fetch(`${sluice.url}/h2c/goaway`);
+    assert.equal(r.status, 200);
+    await r.text();
+    const after = await fetch(`${sluice.url}/h2c/after`);
+    assert.equal(after.status, 200);
+    await after.text();
+  }
+  assert.ok(be.connections - before >= 3, `a new session after each GOAWAY (${be.connections - before} connections)`);
+  await idle();
+});
+
+for (const what of ['rst', 'kill'] as const) {
+  test(`h2c upstream that ${what === 'rst' ? 'resets the stream' : 'drops the session'} mid-response: the client sees a failure, not a truncated success`, async () => {
+    const session = connect(sluice.url);
+    const outcome = await new Promise<string>((resolve) => {
+      const s = session.request({ ':path': `/h2c/${what}` });
+      let body = '';
+      s.setEncoding('utf8');
+      s.on('data', (d: string) => (body += d));
+      s.on('error', (e: NodeJS.ErrnoException) => resolve(`error ${e.code}`));
+      let ended = false;
+      s.on('end', () => (ended = true));
+      s.on('close', () => resolve(ended && s.rstCode === 0 ? `clean end: ${body}` : `reset ${s.rstCode} (end seen: ${ended})`));
+    });
+    session.close();
+    assert.doesNotMatch(outcome, /clean end/);
+    // The next request gets a working stream (a new session after /kill).
+    assert.equal((await fetch(`${sluice.url}/h2c/next`)).status, 200);
+    await idle();
   });
 }
 

@@ -23,6 +23,8 @@ import type { Target } from '../../policy/types.js';
 import { tlsConnectOptions } from './tls.js';
 
 const { NGHTTP2_CANCEL, NGHTTP2_NO_ERROR, NGHTTP2_REFUSED_STREAM } = constants;
+const STREAM_WINDOW = 1024 * 1024;
+const SESSION_WINDOW = 16 * 1024 * 1024;
 
 /** Connection-specific headers HTTP/2 forbids (RFC 9113 §8.2.2); http2-proxy removes most already. */
 const CONNECTION_HEADERS = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'host', 'te', 'http2-settings']);
@@ -37,6 +39,8 @@ export interface H2TargetOptions {
 /** One target's HTTP/2 session, opened on first use and again after it closes or receives GOAWAY. */
 export class H2Target {
   private session: ClientHttp2Session | undefined;
+  /** The 'socket' every request on the current session sees. */
+  private view: SessionView | undefined;
   private readonly authority: string;
   private closed = false;
 
@@ -52,16 +56,20 @@ export class H2Target {
   request(options: RequestOptions): ClientRequest {
     const reused = this.session !== undefined && usable(this.session);
     const session = reused ? this.session! : this.open();
-    return new H2Request(session, reused, options, this.target) as unknown as ClientRequest;
+    return new H2Request(session, this.view!, reused, options, this.target) as unknown as ClientRequest;
   }
 
   private open(): ClientHttp2Session {
     const s = connect(this.authority, {
       ...(this.target.tls ? { ...tlsConnectOptions(this.target.tls), ALPNProtocols: ['h2'] } : {}),
-      settings: { enablePush: false },
+      // Windows larger than the 64 KiB default, so one stream can fill a fast link; a paused
+      // client stops window updates, so a stream still buffers at most this much.
+      settings: { enablePush: false, initialWindowSize: STREAM_WINDOW },
       maxSessionMemory: 32,
     });
     this.session = s;
+    this.view = new SessionView(s);
+    s.once('connect', () => s.setLocalWindowSize(SESSION_WINDOW));
     const forget = (): void => {
       if (this.session === s) this.session = undefined;
     };
@@ -103,6 +111,8 @@ function usable(s: ClientHttp2Session): boolean {
 class SessionView extends EventEmitter {
   constructor(private readonly session: ClientHttp2Session) {
     super();
+    // Every request opened while the session connects waits for its 'connect' here.
+    this.setMaxListeners(0);
     if (session.connecting) session.once('connect', () => this.emit('connect'));
   }
   get connecting(): boolean {
@@ -133,6 +143,13 @@ class H2Response extends Readable {
       if (!this.push(d)) stream.pause();
     });
     stream.once('end', () => {
+      // Node ends the readable side of a stream that was reset or whose session died, too:
+      // only END_STREAM (rstCode still NO_ERROR) is a complete response; anything else is an abort.
+      if ((stream.rstCode ?? NGHTTP2_NO_ERROR) !== NGHTTP2_NO_ERROR || stream.session?.destroyed) {
+        this.emit('aborted');
+        this.destroy(Object.assign(new Error(`upstream reset the HTTP/2 stream (code ${stream.rstCode})`), { code: 'ECONNRESET' }));
+        return;
+      }
       this.complete = true;
       this.push(null);
     });
@@ -170,13 +187,13 @@ class H2Request extends Writable {
   res: H2Response | undefined;
   private readonly stream: ClientHttp2Stream | undefined;
 
-  constructor(session: ClientHttp2Session, reused: boolean, options: RequestOptions, target: Target) {
+  constructor(session: ClientHttp2Session, view: SessionView, reused: boolean, options: RequestOptions, target: Target) {
     // autoDestroy off: after the body is sent the stream still answers; errors must still reach the caller.
     super({ autoDestroy: false, highWaterMark: 64 * 1024 });
     this.method = (options.method ?? 'GET').toUpperCase();
     this.path = options.path ?? '/';
     this.reusedSocket = reused && !session.connecting;
-    this.socket = new SessionView(session);
+    this.socket = view;
     let stream: ClientHttp2Stream | undefined;
     try {
       stream = session.request(requestHeaders(options, this.method, this.path, target));
