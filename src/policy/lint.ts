@@ -5,6 +5,8 @@
  * - unreachable class: no `match` and not the default class (the classifier only
  *   tries classes with a match), or shadowed by an earlier class whose every
  *   condition is implied by this one's (first match wins, so this one never wins);
+ * - the admin listener beyond loopback without a token; `serverTiming: trusted`
+ *   with no trusted proxy;
  * - a reserve that leaves a small upstream almost no shared slot: every class
  *   without a reserve competes for the rest (compare HAProxy `maxconn` minus
  *   reserved slots; an Envoy priority with no headroom).
@@ -17,7 +19,7 @@ import type { ClassPolicy, Policy } from './types.js';
 
 export interface LintWarning {
   /** Stable kind, for tests and scripts. */
-  code: 'class-unreachable' | 'class-shadowed' | 'reserve-starves-shared';
+  code: 'class-unreachable' | 'class-shadowed' | 'reserve-starves-shared' | 'admin-exposed' | 'server-timing-never';
   /** Key path, e.g. classes[2]. */
   path: string;
   message: string;
@@ -27,7 +29,25 @@ export interface LintWarning {
 export const SHARED_FRACTION = 0.25;
 
 export function lintPolicy(p: Policy): LintWarning[] {
-  return [...unreachableClasses(p), ...starvedUpstreams(p)];
+  return [...unreachableClasses(p), ...starvedUpstreams(p), ...exposure(p)];
+}
+
+/** The admin port reachable beyond loopback without a token; serverTiming: trusted with nobody trusted. */
+function exposure(p: Policy): LintWarning[] {
+  const out: LintWarning[] = [];
+  const h = p.admin.host;
+  const loopback = h === '::1' || h.startsWith('127.') || h === 'localhost';
+  if (!loopback && p.admin.token === undefined) {
+    out.push({
+      code: 'admin-exposed',
+      path: 'admin.host',
+      message: `admin listens on ${h} without a token: anyone who reaches it can read /status and POST /reload (set admin.token and admin.requireToken)`,
+    });
+  }
+  if (p.serverTiming === 'trusted' && p.trustedProxies.length === 0) {
+    out.push({ code: 'server-timing-never', path: 'serverTiming', message: 'serverTiming: trusted with no trustedProxies: no client gets Server-Timing (use off to say so)' });
+  }
+  return out;
 }
 
 function unreachableClasses(p: Policy): LintWarning[] {

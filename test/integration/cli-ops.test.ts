@@ -153,3 +153,16 @@ test('check: admin.requireToken without a token is an error; unknown endpoint na
   assert.match(b.stderr, /serverTiming: .*all, trusted or off/);
   assert.match(b.stderr, /log\.accessSample/);
 });
+
+test('check warns about an admin listener beyond loopback without a token, and serverTiming: trusted with nobody trusted', async () => {
+  const base = 'upstreams:\n  - name: a\n    targets: [http://127.0.0.1:1]\nroutes:\n  - upstream: a\n';
+  const open = await writePolicy(`${base}admin: { host: 0.0.0.0 }\nserverTiming: trusted\n`);
+  const r = await runCli(['check', '--config', open]);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stderr, /warning: admin listens on 0\.0\.0\.0 without a token/);
+  assert.match(r.stderr, /warning: serverTiming: trusted with no trustedProxies/);
+  const closed = await writePolicy(`${base}admin: { host: 0.0.0.0, token: 0123456789abcdef0123 }\nserverTiming: trusted\ntrustedProxies: [10.0.0.0/8]\n`);
+  const c = await runCli(['check', '--config', closed]);
+  assert.equal(c.code, 0, c.stderr);
+  assert.equal(c.stderr, '');
+});

@@ -86,3 +86,36 @@ defaultClass: free
     await backend.close();
   }
 });
+
+test('a protected dashboard: without the token the page says how to open it; with #token=... it shows the figures', async () => {
+  const backend = await startBackend();
+  const token = 'dashboard-token-0123456789';
+  const s = await startSluice(`upstreams:
+  - name: app
+    targets: [${backend.url}]
+routes:
+  - upstream: app
+admin: { token: ${token}, requireToken: [dashboard] }
+`);
+  const browser = await launchChromium();
+  try {
+    const page = await browser.newPage();
+    await page.goto(`${s.admin}/dashboard`);
+    await page.waitForFunction("document.getElementById('state').textContent.includes('401')", undefined, { timeout: 10_000 });
+    assert.match(await page.locator('#state').innerText(), /not connected: HTTP 401: open \/dashboard#token=/);
+    await (await fetch(`${s.url}/x`)).text();
+    await page.goto(`${s.admin}/dashboard#token=${token}`);
+    await page.reload();
+    await page.waitForFunction('Number(document.body.dataset.updates || 0) >= 1', undefined, { timeout: 10_000 });
+    assert.match(await page.locator('#state').innerText(), /^live/);
+    assert.equal(await page.locator('#classes tr[data-class="default"] td[data-field="name"]').innerText(), 'default');
+    await waitFor(async () => {
+      const st = await getJson<{ inFlight: number; queued: number }>(`${s.admin}/status`);
+      return st.inFlight === 0 && st.queued === 0;
+    }, 5000, 'in flight and queued back to zero');
+  } finally {
+    await browser.close();
+    await s.stop();
+    await backend.close();
+  }
+});
