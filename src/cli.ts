@@ -4,12 +4,13 @@ import { parseArgs } from 'node:util';
 import { watch } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { loadPolicyFile, formatIssue } from './policy/load.js';
-import { Sluice, PolicyLoadError, summarize } from './main.js';
+import { Sluice, PolicyLoadError, ClusterJoinError, summarize } from './main.js';
+import { isWorker, parseWorkers, runPrimary, runWorker } from './cluster/workers.js';
 import { createLogger, LOG_LEVELS } from './telemetry/log.js';
 import { explain } from './explain.js';
 
 const USAGE = `usage:
-  sluice serve --config FILE [--port N] [--admin-port N] [--log-level LEVEL] [--watch]
+  sluice serve --config FILE [--port N] [--admin-port N] [--log-level LEVEL] [--watch] [--workers N|auto]
   sluice check --config FILE
   sluice explain --config FILE [--method M] [--path P] [-H 'Name: value']... [--ip ADDR] [--json]
   sluice demo [--duration SECONDS] [--no-html]`;
@@ -35,12 +36,26 @@ async function serve(argv: string[]): Promise<void> {
       'admin-port': { type: 'string' },
       'log-level': { type: 'string', default: 'info' },
       watch: { type: 'boolean', default: false },
+      workers: { type: 'string' },
     },
   });
   if (!values.config) fail(`serve: --config FILE is required\n${USAGE}`, 2);
   const level = values['log-level'] as (typeof LOG_LEVELS)[number];
   if (!LOG_LEVELS.includes(level)) fail(`--log-level: expected one of ${LOG_LEVELS.join(', ')}`, 2);
   const log = createLogger(level);
+  const workers = parseWorkers(values.workers);
+  if (workers === undefined) fail(`--workers: expected a count 1-256 or auto, got ${JSON.stringify(values.workers)}`, 2);
+  const serveArgs = {
+    config: values.config,
+    port: port(values.port, '--port'),
+    adminPort: port(values['admin-port'], '--admin-port'),
+    workers,
+    log,
+    fail,
+    fmtHost,
+  };
+  if (isWorker()) return runWorker(serveArgs);
+  if (workers > 1) return runPrimary(serveArgs);
   let sluice: Sluice;
   try {
     sluice = await Sluice.fromFile(values.config, {
@@ -56,10 +71,12 @@ async function serve(argv: string[]): Promise<void> {
   try {
     addrs = await sluice.start();
   } catch (err) {
+    if (err instanceof ClusterJoinError) fail(`sluice: ${err.message}`);
     fail(`cannot listen: ${(err as Error).message}`);
   }
+  const admin = addrs.admin!;
   process.stdout.write(
-    `sluice listening on http://${fmtHost(addrs.proxy.host)}:${addrs.proxy.port} admin http://${fmtHost(addrs.admin.host)}:${addrs.admin.port}\n`,
+    `sluice listening on http://${fmtHost(addrs.proxy.host)}:${addrs.proxy.port} admin http://${fmtHost(admin.host)}:${admin.port}\n`,
   );
   const stop = (signal: string): void => {
     log.info({ signal }, 'shutting down');

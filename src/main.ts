@@ -12,6 +12,8 @@ import { createAdminServer } from './admin/server.js';
 import { Pipeline } from './pipeline.js';
 import { silentLogger, type Logger } from './telemetry/log.js';
 import { Telemetry } from './telemetry/index.js';
+import { createCluster, ClusterJoinError, type LeaseClient } from './cluster/index.js';
+import { observeCluster } from './cluster/metrics.js';
 
 export interface SluiceOptions {
   /** Overrides policy listen.port (0: ephemeral). */
@@ -22,11 +24,16 @@ export interface SluiceOptions {
   clock?: Clock;
   /** Environment read for OTEL_* tracing settings. Default: process.env. */
   env?: NodeJS.ProcessEnv;
+  /** false: no admin listener (a worker of --workers; the primary serves admin). Default true. */
+  admin?: boolean;
+  /** Worker number (from 1) when running as a worker of --workers N. */
+  worker?: number;
 }
 
 export interface Addresses {
   proxy: { host: string; port: number };
-  admin: { host: string; port: number };
+  /** Undefined when started with admin: false. */
+  admin: { host: string; port: number } | undefined;
 }
 
 export function summarize(p: Policy): string {
@@ -36,8 +43,10 @@ export function summarize(p: Policy): string {
 export class Sluice {
   readonly pipeline: Pipeline;
   readonly telemetry: Telemetry;
+  /** Shares of cluster-wide caps; undefined when caps are this process's own. */
+  readonly cluster: LeaseClient | undefined;
   private readonly listener: Listener;
-  private readonly admin: Server;
+  private readonly admin: Server | undefined;
   private readonly log: Logger;
   private policy: Policy;
   private stopping: Promise<void> | undefined;
@@ -55,6 +64,14 @@ export class Sluice {
       onShapedBytes: this.telemetry.onShapedBytes,
     });
     this.telemetry.observe(() => this.pipeline.scheduler.status());
+    const shareWait = observeCluster(this.telemetry.metrics, () => this.cluster?.status());
+    this.cluster = createCluster(policy, {
+      sink: this.pipeline.scheduler,
+      clock,
+      log: this.log,
+      ...(opts.worker !== undefined ? { worker: opts.worker } : {}),
+      onShareWait: shareWait,
+    });
     this.listener = new Listener(
       { request: this.pipeline.handle, upgrade: this.pipeline.upgrade },
       {
@@ -65,7 +82,7 @@ export class Sluice {
       },
       this.log,
     );
-    this.admin = createAdminServer({
+    this.admin = opts.admin === false ? undefined : createAdminServer({
       status: () => this.status(),
       metrics: () => this.telemetry.metrics.text(),
       reload: () => this.reload(),
@@ -86,14 +103,26 @@ export class Sluice {
   async start(): Promise<Addresses> {
     const p = this.policy;
     await this.telemetry.startTracing();
+    if (this.cluster) {
+      // Caps differ from the cluster's: refuse to serve rather than overrun the others' caps.
+      const refused = await this.cluster.join();
+      if (refused !== undefined) {
+        await this.cluster.stop();
+        throw new ClusterJoinError(refused);
+      }
+      this.cluster.start();
+    }
     const proxy = await this.listener.listen(this.opts.port ?? p.listen.port, p.listen.host);
-    const admin = await new Promise<{ host: string; port: number }>((resolve, reject) => {
-      this.admin.once('error', reject);
-      this.admin.listen(this.opts.adminPort ?? p.admin.port, p.admin.host, () => {
-        const a = this.admin.address() as AddressInfo;
-        resolve({ host: a.address, port: a.port });
-      });
-    });
+    const server = this.admin;
+    const admin = server
+      ? await new Promise<{ host: string; port: number }>((resolve, reject) => {
+          server.once('error', reject);
+          server.listen(this.opts.adminPort ?? p.admin.port, p.admin.host, () => {
+            const a = server.address() as AddressInfo;
+            resolve({ host: a.address, port: a.port });
+          });
+        })
+      : undefined;
     return { proxy, admin };
   }
 
@@ -101,7 +130,8 @@ export class Sluice {
     const s = this.pipeline.scheduler.status();
     const pools = this.pipeline.runtime.pools;
     const upstreams = s.upstreams.map((u) => ({ ...u, targets: pools.get(u.name)?.health() ?? [] }));
-    return { policy: this.policy.source, ...s, upstreams };
+    if (!this.cluster) return { policy: this.policy.source, ...s, upstreams };
+    return { policy: this.policy.source, ...withClusterShares(s.classes, upstreams, this.cluster), inFlight: s.inFlight, queued: s.queued };
   }
 
   /** Re-reads the policy file. Invalid: the old policy keeps serving. */
@@ -112,8 +142,11 @@ export class Sluice {
       this.log.error({ errors }, 'policy reload rejected; keeping the current policy');
       return { ok: false, errors };
     }
+    const before = this.policy;
     this.policy = r.policy;
     this.pipeline.apply(r.policy);
+    this.cluster?.update(r.policy);
+    if (r.policy.cluster?.redis !== before.cluster?.redis) this.log.warn('cluster.store changed: takes effect at the next restart');
     const summary = summarize(r.policy);
     this.log.info({ summary }, 'policy reloaded');
     return { ok: true, summary };
@@ -146,14 +179,46 @@ export class Sluice {
     await new Promise((r) => setTimeout(r, 50));
     this.listener.destroyAll();
     await closed;
-    await new Promise<void>((r) => this.admin.close(() => r()));
-    this.admin.closeAllConnections();
+    // Nothing of ours is in flight any more: give the shares back at once.
+    await this.cluster?.stop();
+    const admin = this.admin;
+    if (admin) {
+      await new Promise<void>((r) => admin.close(() => r()));
+      admin.closeAllConnections();
+    }
     this.pipeline.runtime.close();
     this.pipeline.close();
     // Last: spans of the requests finished above are flushed to the exporter.
     await this.telemetry.shutdown().catch((err: unknown) => this.log.warn({ err }, 'telemetry shutdown failed'));
   }
 }
+
+/** /status entries of upstreams and classes with their cluster pool (cap, share, instances, mode). */
+function withClusterShares<C extends { name: string }, U extends { name: string }>(
+  classes: C[],
+  upstreams: U[],
+  cluster: LeaseClient,
+): { classes: C[]; upstreams: U[]; cluster: ReturnType<LeaseClient['status']> } {
+  const st = cluster.status();
+  // An upstream's cap is its shared pool plus the reserves held at it.
+  const entry = (match: (p: (typeof st.pools)[number]) => boolean) => {
+    const ps = st.pools.filter(match);
+    if (ps.length === 0) return null;
+    return {
+      clusterCap: ps.reduce((n, p) => n + p.clusterCap, 0),
+      share: ps.reduce((n, p) => n + p.share, 0),
+      instances: Math.max(...ps.map((p) => p.instances)),
+      mode: st.mode,
+    };
+  };
+  return {
+    classes: classes.map((c) => ({ ...c, cluster: entry((p) => p.kind === 'class' && p.class === c.name) })),
+    upstreams: upstreams.map((u) => ({ ...u, cluster: entry((p) => (p.kind === 'upstream' || p.kind === 'reserve') && p.upstream === u.name) })),
+    cluster: st,
+  };
+}
+
+export { ClusterJoinError } from './cluster/index.js';
 
 export class PolicyLoadError extends Error {
   constructor(readonly errors: string[]) {

@@ -201,6 +201,22 @@ export const Identity = Strict(
   { description: 'Verified identity: a JWT checked before classification; its claims feed jwtClaims.' },
 );
 
+export const Cluster = Strict(
+  {
+    store: Strict(
+      { redis: Type.String({ pattern: '^rediss?://', description: 'redis://[user:pass@]HOST:PORT[/DB] holding the leases (the same server as shared rate limits is fine).' }) },
+      { description: 'Where the leases live.' },
+    ),
+    instance: Type.Optional(Name('This instance\'s name among the members; unique. Default HOSTNAME-PID.')),
+    leaseTtl: Type.Optional(Duration('A share not renewed this long returns to the others (crashed instance). Default 2s.')),
+    renewInterval: Type.Optional(Duration('How often each instance renews its shares and reports its demand. Default 100ms.')),
+  },
+  {
+    description:
+      "Makes every upstream maxConcurrent, limits.maxConcurrent, class concurrency and reserve a limit of all instances together: each holds a lease on a share sized by its demand (docs/cluster.md).",
+  },
+);
+
 export const PolicySchema = Strict(
   {
     $schema: Type.Optional(Type.String()),
@@ -217,6 +233,7 @@ export const PolicySchema = Strict(
       }),
     ),
     identity: Type.Optional(Identity),
+    cluster: Type.Optional(Cluster),
     limits: Type.Optional(
       Strict(
         {
@@ -271,3 +288,4 @@ export type RawValueMatcher = Static<typeof ValueMatcher>;
 export type RawRateLimit = Static<typeof RateLimit>;
 export type RawBandwidth = Static<typeof Bandwidth>;
 export type RawIdentity = Static<typeof Identity>;
+export type RawCluster = Static<typeof Cluster>;

@@ -83,6 +83,15 @@ export interface JwtIdentityPolicy {
   readonly algorithms?: readonly string[];
 }
 
+/** cluster: caps shared by every instance through leases (src/cluster/). */
+export interface ClusterPolicy {
+  readonly redis: string;
+  /** Undefined: HOSTNAME-PID. */
+  readonly instance?: string;
+  readonly leaseTtlMs: number;
+  readonly renewIntervalMs: number;
+}
+
 export interface Policy {
   /** File the policy was read from (for messages and reload). */
   readonly source: string;
@@ -93,6 +102,7 @@ export interface Policy {
   /** CIDRs (validated) of proxies whose X-Forwarded-For is believed. */
   readonly trustedProxies: readonly string[];
   readonly identity?: { readonly jwt: JwtIdentityPolicy };
+  readonly cluster?: ClusterPolicy;
   readonly limits: {
     readonly maxConcurrent: number;
     readonly maxQueued: number;

@@ -16,10 +16,12 @@ export class ClassState {
     shutting_down: 0,
   };
   readonly drain = new DrainRate();
+  /** Set by a cap source (Scheduler.setLimit): replaces policy.concurrency. */
+  concurrencyLimit: number | undefined = undefined;
   constructor(public policy: ClassPolicy) {}
 
   get hasRoom(): boolean {
-    return this.inFlight < this.policy.concurrency;
+    return this.inFlight < (this.concurrencyLimit ?? this.policy.concurrency);
   }
 }
 
@@ -30,6 +32,10 @@ export class UpstreamState {
   readonly reservedInUse = new Map<string, number>();
   /** maxConcurrent minus every class's reserve. */
   sharedCapacity: number;
+  /** Set by a cap source (Scheduler.setLimit): replaces sharedCapacity. */
+  sharedLimit: number | undefined = undefined;
+  /** Set by a cap source: replaces a class's reserve at this upstream, by class name. */
+  readonly reserveLimit = new Map<string, number>();
 
   constructor(
     public policy: UpstreamPolicy,
@@ -47,8 +53,8 @@ export class UpstreamState {
   /** Which slot a request of this class would take now, if any. */
   slotFor(k: ClassState): 'shared' | 'reserved' | 'unlimited' | undefined {
     if (this.policy.maxConcurrent === Infinity) return 'unlimited';
-    if (this.sharedInUse < this.sharedCapacity) return 'shared';
-    const r = k.policy.reserve;
+    if (this.sharedInUse < (this.sharedLimit ?? this.sharedCapacity)) return 'shared';
+    const r = this.reserveLimit.get(k.policy.name) ?? k.policy.reserve;
     if (r > 0 && (this.reservedInUse.get(k.policy.name) ?? 0) < r) return 'reserved';
     return undefined;
   }

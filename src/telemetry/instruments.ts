@@ -12,6 +12,8 @@ export const ATTR = {
   outcome: 'sluice.outcome',
   upstream: 'sluice.upstream',
   direction: 'sluice.direction',
+  pool: 'sluice.cluster.pool',
+  mode: 'sluice.cluster.mode',
 } as const;
 
 /** Queue waits are usually short, but a queue timeout can be tens of seconds. */
@@ -104,6 +106,49 @@ export const INSTRUMENTS = {
     unit: '{request}',
     description: 'Configured maxConcurrent of an upstream (absent when unlimited).',
     attributes: [ATTR.upstream],
+  },
+  clusterShare: {
+    kind: 'gauge',
+    name: 'sluice.cluster.share',
+    unit: '{request}',
+    description: "This instance's share of a cluster-wide cap (pool: global, upstream:NAME, reserve:UPSTREAM:CLASS, class:NAME), with the mode (leased, fallback, joining).",
+    attributes: [ATTR.pool, ATTR.mode],
+  },
+  clusterCap: {
+    kind: 'gauge',
+    name: 'sluice.cluster.cap',
+    unit: '{request}',
+    description: 'The cluster-wide cap of a pool.',
+    attributes: [ATTR.pool],
+  },
+  clusterInstances: {
+    kind: 'gauge',
+    name: 'sluice.cluster.instances',
+    unit: '{instance}',
+    description: 'Members holding a lease on a pool at the last renewal.',
+    attributes: [ATTR.pool],
+  },
+  clusterFallback: {
+    kind: 'gauge',
+    name: 'sluice.cluster.fallback',
+    unit: '1',
+    description: '1 while serving on static fallback shares (lease store unreachable, slow or refusing), else 0.',
+    attributes: [],
+  },
+  clusterRenewErrors: {
+    kind: 'counter',
+    name: 'sluice.cluster.renew.errors',
+    unit: '{renewal}',
+    description: 'Lease renewals that failed (store unreachable, too slow, or caps refused).',
+    attributes: [],
+  },
+  clusterShareWait: {
+    kind: 'histogram',
+    name: 'sluice.cluster.share.wait',
+    unit: 'ms',
+    description: "Time a pool's work waited because this instance's share was full, until the share grew or the wait ended.",
+    attributes: [ATTR.pool],
+    buckets: QUEUE_WAIT_BUCKETS_MS,
   },
 } as const satisfies Record<string, InstrumentSpec>;
 

@@ -7,7 +7,7 @@
  * The Prometheus exporter is used as a pull MetricReader without its own HTTP
  * server (`preventServerStart`); its serializer renders what `collect()` returns.
  */
-import type { Attributes, Counter, Histogram } from '@opentelemetry/api';
+import type { Attributes, Counter, Histogram, Meter } from '@opentelemetry/api';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
@@ -68,6 +68,11 @@ export class Metrics {
       unit: I.duration.unit,
       advice: { explicitBucketBoundaries: [...I.duration.buckets] },
     });
+  }
+
+  /** The meter instruments of other stages are created on (cluster shares). */
+  get meter(): Meter {
+    return this.provider.getMeter('sluice');
   }
 
   /** Registers the gauges; `status` is called once per collection. */
