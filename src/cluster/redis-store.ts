@@ -46,6 +46,7 @@ export class RedisLeaseStore implements LeaseStore {
       client.defineCommand('sluiceRelease', { lua: RELEASE_SCRIPT });
       // Outages are reported by the lease client (mode changes), once per transition.
       client.on('error', () => undefined);
+      client.on('ready', () => (this.seen = true));
       this.client = client as RedisWithLeases;
     });
   }
@@ -53,6 +54,8 @@ export class RedisLeaseStore implements LeaseStore {
   async renew(r: LeaseReport, timeoutMs: number): Promise<LeaseAnswer> {
     await this.ready;
     const c = this.client;
+    // The first renewal (join at start-up) may come before the connection is up.
+    if (c && !this.seen && (c.status === 'connecting' || c.status === 'connect' || c.status === 'wait')) await this.whenReady(c, timeoutMs * 4);
     if (!c || c.status !== 'ready') throw new Error(`lease store ${redact(this.url)} not connected (${c?.status ?? 'closed'})`);
     const keys = [`${KEY_PREFIX}cfg`, ...r.pools.map((p) => `${KEY_PREFIX}pool:${p.id}`)];
     const args: (string | number)[] = [r.member, Math.round(r.ttlMs), r.seen, r.config.length];
@@ -73,6 +76,20 @@ export class RedisLeaseStore implements LeaseStore {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  private seen = false;
+
+  private whenReady(c: Redis, ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(t);
+        c.off('ready', done);
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      c.once('ready', done);
+    });
   }
 
   async release(member: string, poolIds: readonly string[]): Promise<void> {
