@@ -19,8 +19,9 @@ import { scenario as s7 } from './scenarios/s7-ratelimit.js';
 import { scenario as s8 } from './scenarios/s8-memory.js';
 import { scenario as s9 } from './scenarios/s9-soak.js';
 import { scenario as s10 } from './scenarios/s10-profile.js';
+import { scenario as s11 } from './scenarios/s11-cluster.js';
 
-const SCENARIOS: Scenario[] = [s1, s2, s3, s4, s5, s6, s7, s8, s9, s10];
+const SCENARIOS: Scenario[] = [s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11];
 
 /** What `--quick` changes (shown in the report header; keep in step with the scenarios). */
 const QUICK_TRIMS = [
