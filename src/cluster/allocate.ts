@@ -22,9 +22,11 @@
  * A member that stops renewing keeps its reservation until its record expires
  * (`ttl` after its last renewal, on the store's clock), never earlier.
  *
- * Warm-up: a table younger than one TTL (new, or the store restarted and lost it)
- * sets aside a static share for each member that others last saw (`seen`) but
- * that has not renewed yet, since those may still be serving on fallback shares.
+ * Warm-up: a table that is new (first use, or the store restarted and lost it)
+ * or that nobody renewed for a whole TTL (every member was cut off from the
+ * store) starts a warm-up of one TTL. During it, a static share is set aside for
+ * each member that a renewer last knew of (`seen`) but that has not renewed yet,
+ * since those may still be serving on fallback shares.
  */
 import type { LevelDemand } from '../schedule/limit/index.js';
 
@@ -41,8 +43,10 @@ export interface MemberRecord {
 /** One pool's state as the store keeps it. */
 export interface PoolTable {
   readonly members: Map<string, MemberRecord>;
-  /** Store clock, ms; undefined until the first renewal. */
+  /** Store clock, ms: start of the current warm-up; undefined until the first renewal. */
   bornAt: number | undefined;
+  /** Store clock, ms: the last renewal by any member. */
+  lastAt?: number;
   /** Highest member count reported by renewals during warm-up. */
   seen: number;
 }
@@ -120,7 +124,11 @@ export function staticShare(cap: number, n: number): number {
 /** One renewal of one pool at store time `now`. Mutates the table. */
 export function renew(table: PoolTable, r: Renewal, now: number, ttlMs: number): RenewResult {
   for (const [id, m] of table.members) if (id === r.id || m.expiresAt <= now) table.members.delete(id);
-  if (table.bornAt === undefined) table.bornAt = now;
+  if (table.bornAt === undefined || table.lastAt === undefined || now - table.lastAt >= ttlMs) {
+    table.bornAt = now;
+    table.seen = 0;
+  }
+  table.lastAt = now;
   const warm = now - table.bornAt < ttlMs;
   if (warm && r.seen > table.seen) table.seen = r.seen;
   const others = [...table.members.values()];

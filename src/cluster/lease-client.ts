@@ -196,7 +196,10 @@ export class LeaseClient implements CapSource {
       this.trackWait(s, demand, sentAt);
       s.history.push(demand);
       if (s.history.length > PEAK_WINDOW) s.history.shift();
-      return { id: s.pool.id, cap: s.pool.cap, limit: s.limit, held, demand: peak(s.history) };
+      // In fallback the share may grow to the static share at any moment: report that much, so
+      // that the store counts it even if this renewal lands just before the share grows.
+      const limit = this.mode === 'fallback' ? Math.max(s.limit, this.staticShare(s)) : s.limit;
+      return { id: s.pool.id, cap: s.pool.cap, limit, held, demand: peak(s.history) };
     });
     const seen = states.reduce((m, s) => Math.max(m, s.members), 0);
     let answer: LeaseAnswer;
@@ -247,9 +250,14 @@ export class LeaseClient implements CapSource {
     // Our lease may still count in the store until its TTL: until then only shrink.
     const expired = this.lastOkSentAt === undefined || t >= this.lastOkSentAt + this.o.ttlMs;
     for (const s of this.pools.values()) {
-      const share = s.members > 0 ? staticShare(s.pool.cap, s.members) : 1;
+      const share = this.staticShare(s);
       this.apply(s, expired ? share : Math.min(s.limit, share));
     }
+  }
+
+  /** ⌊cap / members last seen⌋, at least 1; 1 when no member count was ever known. */
+  private staticShare(s: PoolState): number {
+    return s.members > 0 ? staticShare(s.pool.cap, s.members) : 1;
   }
 
   private apply(s: PoolState, limit: number): void {

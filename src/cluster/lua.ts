@@ -4,7 +4,8 @@
  *
  * Keys: KEYS[1] the cap-config hash (policy key → value); KEYS[2..] one hash per
  * pool: a field per member, "limit|held|grant|expiresAt|demand" where demand is
- * "priority:count:weighted;..." and two bookkeeping fields `~born` and `~seen`.
+ * "priority:count:weighted;..." and bookkeeping fields `~born` (warm-up start),
+ * `~seen` (members renewers knew of) and `~last` (last renewal by anyone).
  *
  * ARGV: member id, ttl ms, seen, n config entries, then n (key, value) pairs,
  * then per pool: cap, limit, held, demand.
@@ -111,11 +112,12 @@ for k = 2, #KEYS do
   a = a + 4
   local raw = redis.call('HGETALL', key)
   local others = {}
-  local born, tseen = nil, 0
+  local born, tseen, last = nil, 0, nil
   for i = 1, #raw, 2 do
     local f, v = raw[i], raw[i + 1]
     if f == '~born' then born = tonumber(v)
     elseif f == '~seen' then tseen = tonumber(v)
+    elseif f == '~last' then last = tonumber(v)
     elseif f ~= id then
       local l2, h2, g2, e2, d2 = string.match(v, '^([^|]*)|([^|]*)|([^|]*)|([^|]*)|(.*)$')
       if tonumber(e2) > now then
@@ -125,7 +127,11 @@ for k = 2, #KEYS do
       end
     end
   end
-  if born == nil then born = now; redis.call('HSET', key, '~born', tostring(now)) end
+  if born == nil or last == nil or now - last >= ttl then
+    born = now; tseen = 0
+    redis.call('HSET', key, '~born', tostring(now), '~seen', '0')
+  end
+  redis.call('HSET', key, '~last', tostring(now))
   local warm = (now - born) < ttl
   if warm and seen > tseen then tseen = seen; redis.call('HSET', key, '~seen', tostring(seen)) end
   local all = {}

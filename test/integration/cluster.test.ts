@@ -149,7 +149,7 @@ test('2. free floods on A and B, premium on C: premium p99 stays within 1.5× of
   assert.ok(p99f <= 1.5 * p99q, `premium p99 ${p99f.toFixed(1)} ms under flood vs ${p99q.toFixed(1)} ms without`);
 });
 
-test('3. SIGKILL of A: B and C take over its share after the TTL, never earlier, within TTL + 1 s', async () => {
+test('3. SIGKILL of A: B and C take over its share after the TTL, never earlier, within TTL + 1 s', async (t) => {
   backend.reset();
   const [a, b, c] = nodes as [RunningSluice, RunningSluice, RunningSluice];
   const runs = [closedLoop(`${a.url}/k`, 20), closedLoop(`${b.url}/k`, 20), closedLoop(`${c.url}/k`, 20)];
@@ -172,12 +172,13 @@ test('3. SIGKILL of A: B and C take over its share after the TTL, never earlier,
   }
   await Promise.all(runs.map((r) => r.stop()));
   nodes = [b, c];
+  t.diagnostic(`B + C held ${before}, all ${CAP} after ${tookOver.toFixed(0)} ms (TTL ${TTL_MS} ms); backend max ${backend.maxInFlight}`);
   assert.equal(early, 0, `B and C grew to ${early} before A's lease expired`);
   assert.ok(tookOver <= TTL_MS + 1000, `took over after ${tookOver.toFixed(0)} ms`);
   assert.ok(backend.maxInFlight <= CAP, `backend saw ${backend.maxInFlight}`);
 });
 
-test('4. Redis stopped mid-run, then restarted: fallback shares keep serving, shares return within 2 s', async () => {
+test('4. Redis stopped mid-run, then restarted: fallback shares keep serving, shares return within 2 s', async (t) => {
   backend.reset();
   const [b, c] = nodes as [RunningSluice, RunningSluice];
   const runs = [closedLoop(`${b.url}/r`, 20), closedLoop(`${c.url}/r`, 20)];
@@ -198,10 +199,53 @@ test('4. Redis stopped mid-run, then restarted: fallback shares keep serving, sh
   const upAt = performance.now();
   for (const n of [b, c]) await waitFor(async () => (await status(n)).cluster.mode === 'leased', 2000, 'leased again');
   await waitFor(async () => (await share(b)) + (await share(c)) === CAP, 2000 - (performance.now() - upAt), 'shares back');
+  t.diagnostic(`${served} requests served on fallback shares; shares back ${(performance.now() - upAt).toFixed(0)} ms after Redis returned`);
   assert.ok(b.stdout().includes('leased shares restored'));
   await Promise.all(runs.map((r) => r.stop()));
   assert.ok(backend.maxInFlight <= CAP, `backend saw ${backend.maxInFlight}`);
   assert.equal(runs.reduce((n, r) => n + r.errors, 0), 0);
+});
+
+test('Redis frozen (SIGSTOP, renewals time out): fallback, never above 8; SIGCONT: leased again', async () => {
+  backend.reset();
+  const [b, c] = nodes as [RunningSluice, RunningSluice];
+  const runs = [closedLoop(`${b.url}/s`, 20), closedLoop(`${c.url}/s`, 20)];
+  await new Promise((r) => setTimeout(r, 800));
+  redis.proc.kill('SIGSTOP');
+  try {
+    for (const n of [b, c]) await waitFor(async () => (await status(n)).cluster.mode === 'fallback', 3000, 'fallback on a slow store');
+    await new Promise((r) => setTimeout(r, TTL_MS + 300));
+  } finally {
+    redis.proc.kill('SIGCONT');
+  }
+  for (const n of [b, c]) await waitFor(async () => (await status(n)).cluster.mode === 'leased', 3000, 'leased again');
+  await new Promise((r) => setTimeout(r, 500));
+  await Promise.all(runs.map((r) => r.stop()));
+  assert.ok(backend.maxInFlight <= CAP, `backend saw ${backend.maxInFlight}`);
+  assert.ok(runs.every((r) => r.ok.length > 20));
+});
+
+test('--workers 2 with a cluster policy: each worker is a member of the Redis cluster', async () => {
+  backend.reset();
+  const w = await startSluice(policy(redis.url), ['--workers', '2']);
+  try {
+    const [b, c] = nodes as [RunningSluice, RunningSluice];
+    await waitFor(async () => (await status(b)).upstreams[0]!.cluster!.instances === 4, 5000, 'four members');
+    const runs = [closedLoop(`${w.url}/w`, 20), closedLoop(`${b.url}/w`, 10), closedLoop(`${c.url}/w`, 10)];
+    await new Promise((r) => setTimeout(r, 2000));
+    await Promise.all(runs.map((r) => r.stop()));
+    assert.ok(backend.maxInFlight <= CAP, `backend saw ${backend.maxInFlight}`);
+    const ws = await getJson<{ workers: { status: Status }[]; inFlight: number; queued: number }>(`${w.admin}/status`);
+    assert.deepEqual(ws.workers.map((x) => x.status.cluster.mode), ['leased', 'leased']);
+    await waitFor(async () => {
+      const s = await getJson<{ inFlight: number; queued: number }>(`${w.admin}/status`);
+      return s.inFlight === 0 && s.queued === 0;
+    }, 10_000, 'workers drained');
+  } finally {
+    assert.equal(await w.stop(), 0);
+  }
+  // Its members left gracefully: their shares are back at once.
+  await waitFor(async () => (await status(nodes[0]!)).upstreams[0]!.cluster!.instances === 2, 3000, 'two members again');
 });
 
 test('an instance whose caps differ refuses to join, naming the policy key', async () => {

@@ -66,12 +66,16 @@ test('a share moves only after its holder released it: the sum of reservations n
   assert.equal(rb.grant, 8);
 });
 
-test('warm-up: members seen before a store restart keep a static share set aside until they renew or a TTL passes', () => {
+test('warm-up: members seen before a store restart or a general outage keep a static share set aside until they renew or a TTL passes', () => {
   const t: PoolTable = { members: new Map(), bornAt: undefined, seen: 0 };
   const r1 = renew(t, { id: 'a', cap: 8, limit: 2, held: 2, demand: [d(0, 40)], seen: 3 }, 1000, 2000);
   assert.equal(r1.grant, 4, '8 minus 2 ghosts × 2');
+  for (const at of [1500, 2000, 2500]) renew(t, { id: 'a', cap: 8, limit: 4, held: 4, demand: [d(0, 40)], seen: 3 }, at, 2000);
   const r2 = renew(t, { id: 'a', cap: 8, limit: 4, held: 4, demand: [d(0, 40)], seen: 3 }, 3000, 2000);
-  assert.equal(r2.grant, 8, 'after one TTL the ghosts are gone');
+  assert.equal(r2.grant, 8, 'after one TTL of renewals the ghosts are gone');
+  // Nobody renewed for a whole TTL (everyone was cut off): a new warm-up.
+  const r3 = renew(t, { id: 'a', cap: 8, limit: 4, held: 4, demand: [d(0, 40)], seen: 3 }, 5000, 2000);
+  assert.equal(r3.grant, 4, 'ghosts again');
 });
 
 test('the Lua script and the TypeScript allocator agree on random renewals', async () => {
