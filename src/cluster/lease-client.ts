@@ -91,6 +91,8 @@ export class LeaseClient implements CapSource {
   private lastOkSentAt: number | undefined;
   private timer: TimerHandle | undefined;
   private stopped = false;
+  /** A leased share was lowered by the last renewal. */
+  private shrank = false;
   private running: Promise<void> | undefined;
   private readonly timeoutMs: number;
   private readonly fallbackAfterMs: number;
@@ -142,7 +144,11 @@ export class LeaseClient implements CapSource {
       if (this.stopped) return;
       this.running = this.renewOnce().finally(() => {
         this.running = undefined;
-        if (!this.stopped) this.timer = this.o.clock.setTimer(loop, this.o.intervalMs);
+        // A share just shrank: report it at once, so that the capacity given back can move
+        // one interval sooner (the store counts our old limit until we report the new one).
+        const soon = this.shrank;
+        this.shrank = false;
+        if (!this.stopped) this.timer = this.o.clock.setTimer(loop, soon ? Math.min(5, this.o.intervalMs) : this.o.intervalMs);
       });
     };
     this.timer = this.o.clock.setTimer(loop, this.o.intervalMs);
@@ -230,6 +236,7 @@ export class LeaseClient implements CapSource {
     answer.pools.forEach((a, i) => {
       const s = states[i]!;
       s.members = a.members;
+      if (a.grant < s.limit) this.shrank = true;
       this.apply(s, a.grant);
     });
   }
