@@ -55,7 +55,10 @@ async function serve(argv: string[]): Promise<void> {
     fmtHost,
   };
   if (isWorker()) return runWorker(serveArgs);
-  if (workers > 1) return runPrimary(serveArgs);
+  if (workers > 1) {
+    if (values.watch) log.warn('--watch is not supported with --workers; use SIGHUP or POST /reload');
+    return runPrimary(serveArgs);
+  }
   let sluice: Sluice;
   try {
     sluice = await Sluice.fromFile(values.config, {

@@ -142,6 +142,7 @@ export async function runPrimary(a: ServeArgs): Promise<void> {
   const allReady = new Promise<void>((r) => (onAllReady = r));
 
   const fork = (id: number): void => {
+    const forkedAt = performance.now();
     const worker = cluster.fork({ [WORKER_ENV]: String(id) });
     const slot: Slot = { id, worker, ready: false, member: `w${id}` };
     slots.set(id, slot);
@@ -182,8 +183,11 @@ export async function runPrimary(a: ServeArgs): Promise<void> {
         for (const s of slots.values()) s.worker.process.kill('SIGKILL');
         process.exit(1);
       }
+      // A worker that keeps dying at once is restarted at most once a second.
+      const early = performance.now() - forkedAt < 1000;
       log.warn({ worker: id, code, signal }, 'worker exited; starting a replacement');
-      fork(id);
+      if (early) setTimeout(() => !stopping && fork(id), 1000);
+      else fork(id);
     });
   };
 
