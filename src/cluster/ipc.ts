@@ -25,19 +25,16 @@ export type ToWorker =
 /** The primary's allocator: pool tables in memory. */
 export class IpcAllocator {
   private readonly tables = new Map<string, PoolTable>();
-  private config: { entries: Map<string, string>; expiresAt: number } | undefined;
-
   constructor(private readonly now: () => number) {}
 
+  /**
+   * The workers read the same policy file, so their caps differ only while a
+   * reload reaches them one after the other: the newest caps win at once
+   * (refusing them, as between machines, would put every worker on fallback
+   * shares for a TTL after each reload that changes a cap).
+   */
   renew(r: LeaseReport): LeaseAnswer {
     const now = this.now();
-    if (this.config && this.config.expiresAt > now && r.config.length > 0) {
-      const theirs = this.config.entries;
-      const mine = new Map(r.config.map(([k, v]) => [k, v]));
-      for (const [k, v] of mine) if (theirs.get(k) !== v) return { kind: 'mismatch', key: k, cluster: theirs.get(k) ?? 'absent', mine: v };
-      for (const [k, v] of theirs) if (!mine.has(k)) return { kind: 'mismatch', key: k, cluster: v, mine: 'absent' };
-    }
-    if (r.config.length > 0) this.config = { entries: new Map(r.config.map(([k, v]) => [k, v])), expiresAt: now + r.ttlMs };
     const pools = r.pools.map((p) => {
       let t = this.tables.get(p.id);
       if (!t) this.tables.set(p.id, (t = { members: new Map(), bornAt: undefined, seen: 0 }));

@@ -21,7 +21,7 @@ let sluice: RunningSluice;
 interface WorkerEntry {
   worker: number;
   pid: number;
-  status: { upstreams: { cluster: { share: number; mode: string; instances: number } | null }[]; classes: { name: string; weight: number }[] } | null;
+  status: { upstreams: { cluster: { share: number; mode: string; instances: number; clusterCap: number } | null }[]; classes: { name: string; weight: number }[] } | null;
 }
 interface Status {
   inFlight: number;
@@ -31,10 +31,10 @@ interface Status {
 }
 const status = (): Promise<Status> => getJson<Status>(`${sluice.admin}/status`);
 
-const policy = (premiumWeight = 1): string => `upstreams:
+const policy = (premiumWeight = 1, cap = CAP): string => `upstreams:
   - name: app
     targets: [${backend.url}]
-    maxConcurrent: ${CAP}
+    maxConcurrent: ${cap}
 routes:
   - match: { pathPrefix: / }
     upstream: app
@@ -145,17 +145,23 @@ test('5b. free flood and premium through two workers: premium p99 within 1.5× o
   assert.ok(p99f <= 1.5 * p99q, `premium p99 ${p99f.toFixed(1)} ms under flood vs ${p99q.toFixed(1)} ms without`);
 });
 
-test('POST /reload reaches every worker', async () => {
+test('POST /reload reaches every worker, a changed cap included', async () => {
   const original = await readFile(sluice.configFile, 'utf8');
-  await writeFile(sluice.configFile, policy(5));
+  await writeFile(sluice.configFile, policy(5, 10));
   const r = await fetch(`${sluice.admin}/reload`, { method: 'POST' });
   assert.equal(r.status, 200);
   const s = await status();
   for (const w of s.workers) assert.equal(w.status!.classes.find((k) => k.name === 'premium')!.weight, 5, `worker ${w.worker}`);
+  // The new cap is shared at once (the workers read one file; no refusal between them).
+  await waitFor(async () => {
+    const x = (await status()).workers.map((w) => w.status!.upstreams[0]!.cluster!);
+    return x.every((c) => c.mode === 'leased' && c.clusterCap === 10) && x[0]!.share + x[1]!.share === 10;
+  }, 3000, 'new cap shared');
   await writeFile(sluice.configFile, 'upstreams: [');
   const bad = await fetch(`${sluice.admin}/reload`, { method: 'POST' });
   assert.equal(bad.status, 400);
   await writeFile(sluice.configFile, original);
+  assert.equal((await fetch(`${sluice.admin}/reload`, { method: 'POST' })).status, 200);
 });
 
 test('a crashed worker is replaced and its share released; the cap holds meanwhile', async () => {
