@@ -12,7 +12,7 @@ import { createAdminServer } from './admin/server.js';
 import { Pipeline } from './pipeline.js';
 import { silentLogger, type Logger } from './telemetry/log.js';
 import { Telemetry } from './telemetry/index.js';
-import { createCluster, ClusterJoinError, type LeaseClient } from './cluster/index.js';
+import { createCluster, ClusterJoinError, withClusterShares, type LeaseClient } from './cluster/index.js';
 import { observeCluster } from './cluster/metrics.js';
 
 export interface SluiceOptions {
@@ -191,31 +191,6 @@ export class Sluice {
     // Last: spans of the requests finished above are flushed to the exporter.
     await this.telemetry.shutdown().catch((err: unknown) => this.log.warn({ err }, 'telemetry shutdown failed'));
   }
-}
-
-/** /status entries of upstreams and classes with their cluster pool (cap, share, instances, mode). */
-function withClusterShares<C extends { name: string }, U extends { name: string }>(
-  classes: C[],
-  upstreams: U[],
-  cluster: LeaseClient,
-): { classes: C[]; upstreams: U[]; cluster: ReturnType<LeaseClient['status']> } {
-  const st = cluster.status();
-  // An upstream's cap is its shared pool plus the reserves held at it.
-  const entry = (match: (p: (typeof st.pools)[number]) => boolean) => {
-    const ps = st.pools.filter(match);
-    if (ps.length === 0) return null;
-    return {
-      clusterCap: ps.reduce((n, p) => n + p.clusterCap, 0),
-      share: ps.reduce((n, p) => n + p.share, 0),
-      instances: Math.max(...ps.map((p) => p.instances)),
-      mode: st.mode,
-    };
-  };
-  return {
-    classes: classes.map((c) => ({ ...c, cluster: entry((p) => p.kind === 'class' && p.class === c.name) })),
-    upstreams: upstreams.map((u) => ({ ...u, cluster: entry((p) => (p.kind === 'upstream' || p.kind === 'reserve') && p.upstream === u.name) })),
-    cluster: st,
-  };
 }
 
 export { ClusterJoinError } from './cluster/index.js';

@@ -62,3 +62,28 @@ export class ClusterJoinError extends Error {
     this.name = 'ClusterJoinError';
   }
 }
+
+/** /status entries of upstreams and classes with their cluster pool (cap, share, instances, mode). */
+export function withClusterShares<C extends { name: string }, U extends { name: string }>(
+  classes: C[],
+  upstreams: U[],
+  cluster: LeaseClient,
+): { classes: C[]; upstreams: U[]; cluster: ReturnType<LeaseClient['status']> } {
+  const st = cluster.status();
+  // An upstream's cap is its shared pool plus the reserves held at it.
+  const entry = (match: (p: (typeof st.pools)[number]) => boolean) => {
+    const ps = st.pools.filter(match);
+    if (ps.length === 0) return null;
+    return {
+      clusterCap: ps.reduce((n, p) => n + p.clusterCap, 0),
+      share: ps.reduce((n, p) => n + p.share, 0),
+      instances: Math.max(...ps.map((p) => p.instances)),
+      mode: st.mode,
+    };
+  };
+  return {
+    classes: classes.map((c) => ({ ...c, cluster: entry((p) => p.kind === 'class' && p.class === c.name) })),
+    upstreams: upstreams.map((u) => ({ ...u, cluster: entry((p) => (p.kind === 'upstream' || p.kind === 'reserve') && p.upstream === u.name) })),
+    cluster: st,
+  };
+}
