@@ -273,10 +273,14 @@ export class LeaseClient implements CapSource {
     this.o.sink.setLimit(s.pool.target, limit);
   }
 
-  /** Share-wait: how long work waited because the share, not the cluster, was full. */
+  /**
+   * Share-wait: from when demand first exceeded this member's share while the
+   * share was below the cluster's cap, until it no longer does (the share grew,
+   * reached the cap, or the demand went away).
+   */
   private trackWait(s: PoolState, demand: readonly LevelDemand[], now: number): void {
     const want = demand.reduce((n, d) => n + d.count, 0);
-    const starved = want > s.held && s.held >= s.limit;
+    const starved = want > s.limit && s.limit < s.pool.cap;
     if (starved && s.waitingSince === undefined) s.waitingSince = now;
     else if (!starved && s.waitingSince !== undefined) {
       this.o.onShareWait?.(s.pool.id, now - s.waitingSince);

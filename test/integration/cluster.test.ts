@@ -123,6 +123,10 @@ test('1. all load on A: the backend never sees more than 8, A reaches ≥ 90% of
   assert.ok(reached <= 2000, `90% of capacity reached after ${reached} ms`);
   t.diagnostic(`90% of capacity after ${reached.toFixed(0)} ms; backend max ${backend.maxInFlight}`);
   assert.equal(await share(nodes[0]!), CAP);
+  // A waited for its share to grow from its idle part to the whole cap, once.
+  const m = await (await fetch(`${nodes[0]!.admin}/metrics`)).text();
+  const waited = /sluice_cluster_share_wait_count\{[^}]*sluice_cluster_pool="upstream:app"[^}]*\} (\d+)/.exec(m);
+  assert.ok(waited && Number(waited[1]) >= 1, 'share wait recorded');
   assert.equal(run.errors, 0);
   assert.deepEqual([...run.statuses.keys()], [200]);
 });
