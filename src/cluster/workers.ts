@@ -281,10 +281,17 @@ export async function runPrimary(a: ServeArgs): Promise<void> {
   log.info({ workers: a.workers }, 'workers ready');
 }
 
+interface ClusterEntry {
+  clusterCap: number;
+  share: number;
+  instances: number;
+  mode: string;
+}
+
 interface WorkerStatus {
   policy: string;
   classes: { name: string; priority: number; weight: number; inFlight: number; queued: number; served: number; rejected: Record<string, number> }[];
-  upstreams: { name: string; inFlight: number; queued: number; maxConcurrent: number | null }[];
+  upstreams: { name: string; inFlight: number; queued: number; maxConcurrent: number | null; cluster?: ClusterEntry | null }[];
   inFlight: number;
   queued: number;
 }
@@ -313,10 +320,17 @@ export function aggregateStatus(policy: Policy, answers: { id: number; pid: numb
     }
     for (const u of s.upstreams) {
       const t = upstreams.get(u.name);
-      if (!t) upstreams.set(u.name, { name: u.name, inFlight: u.inFlight, queued: u.queued, maxConcurrent: u.maxConcurrent });
+      const c = u.cluster ? { ...u.cluster } : null;
+      if (!t) upstreams.set(u.name, { name: u.name, inFlight: u.inFlight, queued: u.queued, maxConcurrent: u.maxConcurrent, cluster: c });
       else {
         t.inFlight += u.inFlight;
         t.queued += u.queued;
+        // The machine's share: the workers' shares together; fallback when any worker is.
+        if (t.cluster && c) {
+          t.cluster.share += c.share;
+          t.cluster.instances = Math.max(t.cluster.instances, c.instances);
+          if (c.mode !== 'leased') t.cluster.mode = c.mode;
+        }
       }
     }
   }

@@ -146,7 +146,7 @@ export const INSTRUMENTS = {
     kind: 'histogram',
     name: 'sluice.cluster.share.wait',
     unit: 'ms',
-    description: "Time a pool's work waited because this instance's share was full, until the share grew or the wait ended.",
+    description: "How long this instance's demand in a pool exceeded its share while the share was below the cluster's cap (time for a share to grow).",
     attributes: [ATTR.pool],
     buckets: QUEUE_WAIT_BUCKETS_MS,
   },

@@ -26,7 +26,7 @@ interface WorkerEntry {
 interface Status {
   inFlight: number;
   queued: number;
-  upstreams: { name: string; maxConcurrent: number }[];
+  upstreams: { name: string; maxConcurrent: number; cluster: { share: number; clusterCap: number; mode: string } | null }[];
   workers: WorkerEntry[];
 }
 const status = (): Promise<Status> => getJson<Status>(`${sluice.admin}/status`);
@@ -84,6 +84,8 @@ test('/status and /metrics show the whole machine, per worker', async () => {
   assert.deepEqual(s.workers.map((w) => w.worker), [1, 2]);
   const shares = s.workers.map((w) => w.status!.upstreams[0]!.cluster!);
   assert.deepEqual(shares.map((x) => x.instances), [2, 2]);
+  // The machine as a whole holds the whole cap.
+  assert.deepEqual(s.upstreams[0]!.cluster, { clusterCap: CAP, share: CAP, instances: 2, mode: 'leased' });
   const m = await (await fetch(`${sluice.admin}/metrics`)).text();
   assert.match(m, /sluice_cluster_share\{worker="1",[^}]*\} \d/);
   assert.match(m, /sluice_cluster_share\{worker="2",[^}]*\} \d/);
@@ -157,6 +159,10 @@ test('POST /reload reaches every worker, a changed cap included', async () => {
     const x = (await status()).workers.map((w) => w.status!.upstreams[0]!.cluster!);
     return x.every((c) => c.mode === 'leased' && c.clusterCap === 10) && x[0]!.share + x[1]!.share === 10;
   }, 3000, 'new cap shared');
+  // SIGHUP to the primary reaches every worker too.
+  await writeFile(sluice.configFile, policy(7, 10));
+  sluice.proc.kill('SIGHUP');
+  await waitFor(async () => (await status()).workers.every((w) => w.status!.classes.find((k) => k.name === 'premium')!.weight === 7), 5000, 'SIGHUP reload');
   await writeFile(sluice.configFile, 'upstreams: [');
   const bad = await fetch(`${sluice.admin}/reload`, { method: 'POST' });
   assert.equal(bad.status, 400);
