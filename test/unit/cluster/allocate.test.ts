@@ -112,3 +112,61 @@ test('the Lua script refuses a member whose caps differ, naming the policy key',
   const bad = (await client.eval(RENEW_SCRIPT, 2, 'cfg', 'pool:p', 'b', 2000, 0, 1, 'upstreams[app].maxConcurrent', '10', 10, 0, 0, '')) as unknown[];
   assert.deepEqual(bad, ['mismatch', 'upstreams[app].maxConcurrent', '8', '10']);
 });
+
+test('simulation: members with random load, delayed and lost answers never hold more than the cap in flight together', () => {
+  let seed = 7;
+  const rnd = (n: number): number => {
+    seed = (seed * 1103515245 + 12345) % 2147483648;
+    return seed % n;
+  };
+  const cap = 10;
+  const ttl = 10_000;
+  const table: PoolTable = { members: new Map(), bornAt: undefined, seen: 0 };
+  interface M {
+    id: string;
+    limit: number;
+    held: number;
+    queued: number;
+    prio: number;
+    /** A renewal on its way: when the store processes it, when its answer arrives (Infinity: lost). */
+    pending?: { report: { limit: number; held: number; count: number }; processAt: number; answerAt: number; grant?: number };
+  }
+  const ms: M[] = ['a', 'b', 'c', 'd'].map((id, i) => ({ id, limit: 0, held: 0, queued: 0, prio: i % 2 }));
+  let maxSeen = 0;
+  for (let now = 0; now < 20_000; now++) {
+    for (const m of ms) {
+      // Arrivals and completions.
+      if (rnd(10) === 0) m.queued += 1 + rnd(5);
+      if (m.held > 0 && rnd(4) === 0) m.held--;
+      // Starts, never above the enforced limit.
+      while (m.queued > 0 && m.held < m.limit) {
+        m.queued--;
+        m.held++;
+      }
+      const p = m.pending;
+      if (p && p.grant === undefined && now >= p.processAt) {
+        const r = renew(table, { id: m.id, cap, limit: p.report.limit, held: p.report.held, demand: p.report.count > 0 ? [d(m.prio, p.report.count)] : [], seen: 0 }, now, ttl);
+        p.grant = r.grant;
+      }
+      if (p && p.grant !== undefined && now >= p.answerAt) {
+        m.limit = p.grant;
+        m.pending = undefined;
+      } else if (p && now - p.processAt > 30) {
+        // Timed out: the answer is lost (the store may have processed it); the member keeps its limit.
+        if (p.grant !== undefined) m.pending = undefined;
+      }
+      if (!m.pending && rnd(5) === 0) {
+        const lost = rnd(8) === 0;
+        m.pending = {
+          report: { limit: m.limit, held: m.held, count: m.held + m.queued },
+          processAt: now + 1 + rnd(10),
+          answerAt: lost ? Infinity : now + 11 + rnd(10),
+        };
+      }
+    }
+    const total = ms.reduce((n, m) => n + m.held, 0);
+    maxSeen = Math.max(maxSeen, total);
+    assert.ok(total <= cap, `step ${now}: ${total} in flight (${ms.map((m) => `${m.id}:${m.held}/${m.limit}`).join(' ')})`);
+  }
+  assert.equal(maxSeen, cap, 'the cap was used in full at some point');
+});
