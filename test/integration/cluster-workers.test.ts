@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { writeFile, readFile } from 'node:fs/promises';
 import { startBackend, type Backend } from '../helpers/backend.js';
 import { startSluice, type RunningSluice } from '../helpers/sluice.js';
-import { getJson, waitFor } from '../helpers/net.js';
+import { abortAfter, getJson, waitFor } from '../helpers/net.js';
 import { closedLoop, closedLoopThread, percentile, sampler } from '../helpers/load.js';
 
 const CAP = 8;
@@ -188,4 +188,16 @@ test('a crashed worker is replaced and its share released; the cap holds meanwhi
   const shares = after.workers.map((w) => w.status!.upstreams[0]!.cluster!.share);
   assert.ok(shares[0]! + shares[1]! <= CAP);
   assert.ok(run.statuses.get(200)! > 20);
+});
+
+test('clients resetting at every moment (queued, in flight) across the workers: counts return to zero, the cap holds', async () => {
+  backend.reset();
+  const load = closedLoop(`${sluice.url}/held`, 12);
+  const aborts: Promise<void>[] = [];
+  for (let i = 0; i < 60; i++) aborts.push(abortAfter(`${sluice.url}/gone?delay=150`, 5 + ((i * 37) % 300)));
+  await Promise.all(aborts);
+  await load.stop();
+  assert.ok(backend.maxInFlight <= CAP, `backend saw ${backend.maxInFlight}`);
+  assert.ok(load.statuses.get(200)! > 0);
+  // afterEach: in flight and queued return to zero on every worker.
 });
