@@ -26,14 +26,14 @@ export const KEY_PREFIX = 'sluice:cluster:';
 export class RedisLeaseStore implements LeaseStore {
   readonly kind = 'redis' as const;
   private client: RedisWithLeases | undefined;
-  private readonly ready: Promise<void>;
+  private readonly ready_: Promise<void>;
   private closed = false;
 
   constructor(
     readonly url: string,
     private readonly log: Logger,
   ) {
-    this.ready = import('ioredis').then(({ Redis }) => {
+    this.ready_ = import('ioredis').then(({ Redis }) => {
       if (this.closed) return;
       const client = new Redis(url, {
         enableOfflineQueue: false,
@@ -52,7 +52,7 @@ export class RedisLeaseStore implements LeaseStore {
   }
 
   async renew(r: LeaseReport, timeoutMs: number): Promise<LeaseAnswer> {
-    await this.ready;
+    await this.ready_;
     const c = this.client;
     // The first renewal (join at start-up) may come before the connection is up.
     if (c && !this.seen && (c.status === 'connecting' || c.status === 'connect' || c.status === 'wait')) await this.whenReady(c, timeoutMs * 4);
@@ -79,6 +79,13 @@ export class RedisLeaseStore implements LeaseStore {
   }
 
   private seen = false;
+
+  /** Resolves once connected, or after `ms` (then commands fail as usual). */
+  async ready(ms = 1000): Promise<void> {
+    await this.ready_;
+    const c = this.client;
+    if (c && c.status !== 'ready') await this.whenReady(c, ms);
+  }
 
   private whenReady(c: Redis, ms: number): Promise<void> {
     return new Promise((resolve) => {

@@ -22,6 +22,8 @@ import type { Logger } from '../telemetry/log.js';
 import { Sluice, PolicyLoadError, summarize } from '../main.js';
 import { IpcAllocator, type ToPrimary, type ToWorker } from './ipc.js';
 import { ClusterJoinError } from './index.js';
+import { RedisLeaseStore } from './redis-store.js';
+import { capPools } from '../schedule/limit/index.js';
 
 /** `--workers` value: a count ≥ 1 or `auto` (the cores this process may use). Undefined: invalid. */
 export function parseWorkers(v: string | undefined): number | undefined {
@@ -173,6 +175,8 @@ export async function runPrimary(a: ServeArgs): Promise<void> {
     });
     worker.on('exit', (code, signal) => {
       allocator.release(`w${id}`);
+      // Its Redis leases too (a member of its own there): its process and sockets are gone.
+      if (policy.cluster && slot.ready) releaseRedis(policy, slot.member, log);
       if (slots.get(id)?.worker === worker) slots.delete(id);
       if (stopping) {
         if (slots.size === 0) void finish();
@@ -279,6 +283,17 @@ export async function runPrimary(a: ServeArgs): Promise<void> {
     `sluice listening on http://${a.fmtHost(proxy.host)}:${proxy.port} admin http://${a.fmtHost(adminAddr.address)}:${adminAddr.port}\n`,
   );
   log.info({ workers: a.workers }, 'workers ready');
+}
+
+/** Gives back a dead worker's Redis leases at once instead of after their TTL. Best effort. */
+function releaseRedis(policy: Policy, member: string, log: Logger): void {
+  const store = new RedisLeaseStore(policy.cluster!.redis, log);
+  const ids = capPools(policy).pools.map((p) => p.id);
+  // A renewal-sized wait for the connection, then the release; closed either way.
+  void store
+    .ready()
+    .then(() => store.release(member, ids))
+    .finally(() => store.close());
 }
 
 interface ClusterEntry {

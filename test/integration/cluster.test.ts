@@ -10,6 +10,7 @@ import { startSluice, runCli, writePolicy, type RunningSluice } from '../helpers
 import { startRedis, type RunningRedis } from '../helpers/redis.js';
 import { getJson, waitFor } from '../helpers/net.js';
 import { closedLoop, closedLoopThread, percentile, sampler } from '../helpers/load.js';
+import { Redis } from 'ioredis';
 
 const CAP = 8;
 const TTL_MS = 2000;
@@ -239,8 +240,25 @@ test('--workers 2 with a cluster policy: each worker is a member of the Redis cl
     await new Promise((r) => setTimeout(r, 2000));
     await Promise.all(runs.map((r) => r.stop()));
     assert.ok(backend.maxInFlight <= CAP, `backend saw ${backend.maxInFlight}`);
-    const ws = await getJson<{ workers: { status: Status }[]; inFlight: number; queued: number }>(`${w.admin}/status`);
+    const ws = await getJson<{ workers: { pid: number; status: Status & { cluster: { member: string } } }[]; inFlight: number; queued: number }>(`${w.admin}/status`);
     assert.deepEqual(ws.workers.map((x) => x.status.cluster.mode), ['leased', 'leased']);
+    // A crashed worker's Redis leases are released by the primary at once, not after the TTL.
+    const victim = ws.workers[0]!;
+    const key = 'sluice:cluster:pool:upstream:app';
+    const rc = new Redis(redis.url);
+    try {
+      assert.equal(await rc.hexists(key, victim.status.cluster.member), 1);
+      process.kill(victim.pid, 'SIGKILL');
+      const killedAt = performance.now();
+      await waitFor(async () => (await rc.hexists(key, victim.status.cluster.member)) === 0, TTL_MS, 'lease released');
+      assert.ok(performance.now() - killedAt < TTL_MS - INTERVAL_MS, 'released before its TTL');
+    } finally {
+      rc.disconnect();
+    }
+    await waitFor(async () => {
+      const s = await getJson<{ workers: { status: Status | null }[] }>(`${w.admin}/status`);
+      return s.workers.length === 2 && s.workers.every((x) => x.status?.cluster.mode === 'leased');
+    }, 15_000, 'replacement worker joined');
     await waitFor(async () => {
       const s = await getJson<{ inFlight: number; queued: number }>(`${w.admin}/status`);
       return s.inFlight === 0 && s.queued === 0;
