@@ -23,8 +23,9 @@ import { scenario as s11 } from './scenarios/s11-gateway.js';
 import { scenario as s12 } from './scenarios/s12-adaptive.js';
 import { scenario as s13 } from './scenarios/s13-tls.js';
 import { scenario as s14 } from './scenarios/s14-slow-clients.js';
+import { scenario as s15 } from './scenarios/s15-cluster.js';
 
-const SCENARIOS: Scenario[] = [s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14];
+const SCENARIOS: Scenario[] = [s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12, s13, s14, s15];
 
 /** What `--quick` changes (shown in the report header; keep in step with the scenarios). */
 const QUICK_TRIMS = [

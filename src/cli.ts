@@ -2,7 +2,8 @@
 /** sluice command line: serve, check, explain, demo (see CONTRACT.md). */
 import { readFileSync } from 'node:fs';
 import { loadPolicyFile, formatIssue } from './policy/load.js';
-import { Sluice, PolicyLoadError, summarize } from './main.js';
+import { Sluice, PolicyLoadError, ClusterJoinError, summarize } from './main.js';
+import { isWorker, parseWorkers, runPrimary, runWorker } from './cluster/workers.js';
 import { createLogger, LOG_LEVELS } from './telemetry/log.js';
 import { explain, EXPLAIN_OPTIONS } from './explain.js';
 import { lintPolicy } from './policy/lint.js';
@@ -12,18 +13,20 @@ import { parseCommand, helpText, suggest, UsageError, type CommandSpec } from '.
 const SERVE = {
   name: 'serve',
   summary: 'Runs the proxy; prints "sluice listening on URL admin URL" when ready.',
-  usage: 'sluice serve --config FILE [--port N] [--admin-port N] [--log-level LEVEL] [--watch]',
+  usage: 'sluice serve --config FILE [--port N] [--admin-port N] [--log-level LEVEL] [--watch] [--workers N|auto]',
   details: `  -c, --config FILE      policy file (YAML)
   --port N               overrides listen.port (0: ephemeral)
   --admin-port N         overrides admin.port (0: ephemeral)
   --log-level LEVEL      ${LOG_LEVELS.join(' | ')} (default info)
-  --watch                reload when the policy file or a file it refers to changes`,
+  --watch                reload when the policy file or a file it refers to changes
+  --workers N|auto       N processes on one port (auto: one per core; default 1); caps hold across them`,
   options: {
     config: { type: 'string', short: 'c' },
     port: { type: 'string' },
     'admin-port': { type: 'string' },
     'log-level': { type: 'string', default: 'info' },
     watch: { type: 'boolean', default: false },
+    workers: { type: 'string' },
   },
 } as const satisfies CommandSpec;
 
@@ -97,6 +100,22 @@ async function serve(argv: string[]): Promise<void> {
   const level = values['log-level'] as (typeof LOG_LEVELS)[number];
   if (!LOG_LEVELS.includes(level)) fail(`--log-level: expected one of ${LOG_LEVELS.join(', ')}`, 2);
   const log = createLogger(level);
+  const workers = parseWorkers(values.workers);
+  if (workers === undefined) fail(`--workers: expected a count 1-256 or auto, got ${JSON.stringify(values.workers)}`, 2);
+  const serveArgs = {
+    config: values.config,
+    port: port(values.port, '--port'),
+    adminPort: port(values['admin-port'], '--admin-port'),
+    workers,
+    log,
+    fail,
+    fmtHost,
+  };
+  if (isWorker()) return runWorker(serveArgs);
+  if (workers > 1) {
+    if (values.watch) log.warn('--watch is not supported with --workers; use SIGHUP or POST /reload');
+    return runPrimary(serveArgs);
+  }
   let sluice: Sluice;
   try {
     sluice = await Sluice.fromFile(values.config, {
@@ -112,10 +131,12 @@ async function serve(argv: string[]): Promise<void> {
   try {
     addrs = await sluice.start();
   } catch (err) {
+    if (err instanceof ClusterJoinError) fail(`sluice: ${err.message}`);
     fail(`cannot listen: ${(err as Error).message}`);
   }
+  const admin = addrs.admin!;
   process.stdout.write(
-    `sluice listening on ${addrs.listeners[0]!.url} admin http://${fmtHost(addrs.admin.host)}:${addrs.admin.port}` +
+    `sluice listening on ${addrs.listeners[0]!.url} admin http://${fmtHost(admin.host)}:${admin.port}` +
       (addrs.listeners.length > 1 ? ` also ${addrs.listeners.slice(1).map((l) => l.url).join(' ')}` : '') +
       '\n',
   );

@@ -22,6 +22,8 @@ import { logTracingStart, watchExportFailures, tracingTarget } from './telemetry
 import { restartRequired } from './policy/restart.js';
 import type { ReloadResult } from './admin/server.js';
 import type { DashboardData } from './admin/dashboard.js';
+import { createCluster, ClusterJoinError, withClusterShares, type LeaseClient } from './cluster/index.js';
+import { observeCluster } from './cluster/metrics.js';
 
 export interface SluiceOptions {
   /** Overrides policy listen.port (0: ephemeral). */
@@ -32,13 +34,18 @@ export interface SluiceOptions {
   clock?: Clock;
   /** Environment read for OTEL_* tracing settings. Default: process.env. */
   env?: NodeJS.ProcessEnv;
+  /** false: no admin listener (a worker of --workers; the primary serves admin). Default true. */
+  admin?: boolean;
+  /** Worker number (from 1) when running as a worker of --workers N. */
+  worker?: number;
 }
 
 export interface Addresses {
   proxy: { host: string; port: number };
   /** Every listener in policy order (the first is `proxy`); url is http:// or https://. */
   listeners: { url: string; host: string; port: number; tls: boolean }[];
-  admin: { host: string; port: number };
+  /** Undefined when started with admin: false (a --workers worker: the primary serves admin). */
+  admin: { host: string; port: number } | undefined;
 }
 
 export function summarize(p: Policy): string {
@@ -50,7 +57,9 @@ export class Sluice {
   readonly telemetry: Telemetry;
   /** One per policy listen entry; tls is set for TLS listeners (their certificates reload). */
   private readonly listeners: { server: ProxyListener; tls: TlsListener | undefined }[];
-  private readonly admin: Server;
+  private readonly admin: Server | undefined;
+  /** Shares of cluster-wide caps; undefined when caps are this process's own. */
+  readonly cluster: LeaseClient | undefined;
   private readonly log: Logger;
   private policy: Policy;
   private stopping: Promise<void> | undefined;
@@ -84,6 +93,14 @@ export class Sluice {
       },
       onShapedBytes: this.telemetry.onShapedBytes,
     });
+    const shareWait = observeCluster(this.telemetry.metrics, () => this.cluster?.status());
+    this.cluster = createCluster(policy, {
+      sink: this.pipeline.scheduler,
+      clock,
+      log: this.log,
+      ...(opts.worker !== undefined ? { worker: opts.worker } : {}),
+      onShareWait: shareWait,
+    });
     this.healthWatch = new TargetHealthWatch(
       { targets: () => [...this.pipeline.runtime.pools].map(([name, pool]) => [name, pool.health()] as [string, ReturnType<typeof pool.health>]) },
       this.log,
@@ -102,7 +119,7 @@ export class Sluice {
       const tls = l.tls ? new TlsListener(handlers, listenerOptions, l.tls, this.log) : undefined;
       return { server: tls ?? new Listener(handlers, listenerOptions, this.log), tls };
     });
-    this.admin = createAdminServer({
+    this.admin = opts.admin === false ? undefined : createAdminServer({
       status: () => this.status(),
       metrics: () => this.telemetry.metrics.text(),
       reload: () => this.reload(),
@@ -131,6 +148,15 @@ export class Sluice {
     if (tracingTarget(env)) watchExportFailures(this.log, this.opts.clock ?? systemClock);
     // failClosed limits in Redis: accept traffic once the store is connected, or after a bounded wait (issue 16.5).
     await this.pipeline.admission.whenReady(STORE_CONNECT_WAIT_MS);
+    if (this.cluster) {
+      // Caps differ from the cluster's: refuse to serve rather than overrun the others' caps.
+      const refused = await this.cluster.join();
+      if (refused !== undefined) {
+        await this.cluster.stop();
+        throw new ClusterJoinError(refused);
+      }
+      this.cluster.start();
+    }
     const listeners: Addresses['listeners'] = [];
     for (const [i, l] of this.listeners.entries()) {
       const want = p.listeners[i]!;
@@ -139,16 +165,19 @@ export class Sluice {
       listeners.push({ ...a, tls: l.tls !== undefined, url: `${l.tls ? 'https' : 'http'}://${host}:${a.port}` });
     }
     const proxy = { host: listeners[0]!.host, port: listeners[0]!.port };
-    const admin = await new Promise<{ host: string; port: number }>((resolve, reject) => {
-      this.admin.once('error', reject);
-      this.admin.listen(this.opts.adminPort ?? p.admin.port, p.admin.host, () => {
-        const a = this.admin.address() as AddressInfo;
-        resolve({ host: a.address, port: a.port });
-      });
-    });
+    const server = this.admin;
+    const admin = server
+      ? await new Promise<{ host: string; port: number }>((resolve, reject) => {
+          server.once('error', reject);
+          server.listen(this.opts.adminPort ?? p.admin.port, p.admin.host, () => {
+            const a = server.address() as AddressInfo;
+            resolve({ host: a.address, port: a.port });
+          });
+        })
+      : undefined;
     this.healthWatch.start();
     this.started = true;
-    if (p.admin.token === undefined && !isLoopback(admin.host)) {
+    if (admin && p.admin.token === undefined && !isLoopback(admin.host)) {
       this.log.warn({ admin: `${admin.host}:${admin.port}` }, 'admin listener is reachable beyond loopback and has no token: set admin.token and admin.requireToken');
     }
     return { proxy, admin, listeners };
@@ -191,7 +220,9 @@ export class Sluice {
     const pools = this.pipeline.runtime.pools;
     const upstreams = s.upstreams.map((u) => ({ ...u, targets: pools.get(u.name)?.health() ?? [] }));
     // bufferedBytes: request and response buffers held now (limits.buffering.budget); 0 when idle.
-    return { policy: this.policy.source, ...s, upstreams, bufferedBytes: this.pipeline.budget.inUse };
+    const bufferedBytes = this.pipeline.budget.inUse;
+    if (!this.cluster) return { policy: this.policy.source, ...s, upstreams, bufferedBytes };
+    return { policy: this.policy.source, ...withClusterShares(s.classes, upstreams, this.cluster), inFlight: s.inFlight, queued: s.queued, bufferedBytes };
   }
 
   /** Re-reads the policy file. Invalid: the old policy keeps serving. */
@@ -203,9 +234,12 @@ export class Sluice {
       return { ok: false, errors };
     }
     const pending = restartRequired(this.bound, r.policy, this.opts);
+    const before = this.policy;
     this.policy = r.policy;
     this.pipeline.apply(r.policy);
     this.applyListeners(r.policy);
+    this.cluster?.update(r.policy);
+    if (r.policy.cluster?.redis !== before.cluster?.redis) pending.push('cluster.store');
     const summary = summarize(r.policy);
     if (pending.length > 0) {
       this.log.warn({ summary, restartRequired: pending }, 'policy reloaded, but some changes need a restart');
@@ -256,8 +290,13 @@ export class Sluice {
     await new Promise((r) => setTimeout(r, 50));
     for (const l of this.listeners) l.server.destroyAll();
     await closed;
-    await new Promise<void>((r) => this.admin.close(() => r()));
-    this.admin.closeAllConnections();
+    // Nothing of ours is in flight any more: give the shares back at once.
+    await this.cluster?.stop();
+    const admin = this.admin;
+    if (admin) {
+      await new Promise<void>((r) => admin.close(() => r()));
+      admin.closeAllConnections();
+    }
     this.pipeline.runtime.close();
     this.pipeline.close();
     // Last: spans of the requests finished above are flushed to the exporter.
@@ -268,6 +307,8 @@ export class Sluice {
 function isLoopback(host: string): boolean {
   return host === '::1' || host.startsWith('127.') || host === 'localhost' || host === '::ffff:127.0.0.1';
 }
+
+export { ClusterJoinError } from './cluster/index.js';
 
 export class PolicyLoadError extends Error {
   constructor(readonly errors: string[]) {

@@ -19,6 +19,8 @@ export type ReloadResult =
 
 export interface AdminHandlers {
   status(): unknown;
+  /** When given, GET /status answers with this instead (the --workers primary asks its workers). */
+  statusAsync?(): Promise<unknown>;
   /** Prometheus text exposition; undefined until metrics are configured. */
   metrics?(): Promise<string>;
   reload(): Promise<ReloadResult>;
@@ -92,6 +94,13 @@ export function createAdminServer(h: AdminHandlers): Server {
         send(res, 200, 'application/json', JSON.stringify(h.dashboardData()));
         return;
       case 'GET /status':
+        if (h.statusAsync) {
+          h.statusAsync().then(
+            (s) => send(res, 200, 'application/json', `${JSON.stringify(s, null, 2)}\n`),
+            (err: Error) => send(res, 500, 'text/plain; charset=utf-8', `${err.message}\n`),
+          );
+          return;
+        }
         send(res, 200, 'application/json', `${JSON.stringify(h.status(), null, 2)}\n`);
         return;
       case 'GET /metrics':

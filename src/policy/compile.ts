@@ -432,6 +432,17 @@ export function compilePolicy(raw: RawPolicy, file: string, pos: Positions, file
     c.fail(['classes', at, 'match', 'clientCert'], 'match.clientCert needs a TLS listener with clientCa (listen.tls.clientCa)');
   }
 
+  let cluster: Policy['cluster'];
+  if (raw.cluster) {
+    const k = raw.cluster;
+    const leaseTtlMs = c.duration(k.leaseTtl, '2s', ['cluster', 'leaseTtl']);
+    const renewIntervalMs = c.duration(k.renewInterval, '100ms', ['cluster', 'renewInterval']);
+    if (renewIntervalMs < 10) c.fail(['cluster', 'renewInterval'], 'must be at least 10ms');
+    // A lease must survive a few missed renewals, else one slow reply hands a live share away.
+    else if (leaseTtlMs < 4 * renewIntervalMs) c.fail(['cluster', 'leaseTtl'], `must be at least 4 × renewInterval (${4 * renewIntervalMs} ms)`);
+    cluster = Object.freeze({ redis: k.store.redis, ...(k.instance !== undefined ? { instance: k.instance } : {}), leaseTtlMs, renewIntervalMs });
+  }
+
   if (c.issues.length > 0 || !defaultClass) return { ok: false, issues: c.issues };
 
   const policy: Policy = Object.freeze({
@@ -452,6 +463,7 @@ export function compilePolicy(raw: RawPolicy, file: string, pos: Positions, file
     }),
     telemetry: Object.freeze({ legacyMetricNames: raw.telemetry?.legacyMetricNames ?? false }),
     files: Object.freeze(referencedPaths(raw, file)),
+    ...(cluster ? { cluster } : {}),
     limits: Object.freeze({
       maxConcurrent: raw.limits?.maxConcurrent ?? Infinity,
       maxQueued: raw.limits?.maxQueued ?? DEFAULTS.maxQueued,

@@ -448,6 +448,22 @@ export const TelemetrySettings = Strict(
   { description: 'Telemetry settings read at start-up.' },
 );
 
+export const Cluster = Strict(
+  {
+    store: Strict(
+      { redis: Type.String({ pattern: '^rediss?://', description: 'redis://[user:pass@]HOST:PORT[/DB] holding the leases (the same server as shared rate limits is fine).' }) },
+      { description: 'Where the leases live.' },
+    ),
+    instance: Type.Optional(Name('This instance\'s name among the members; unique. Default HOSTNAME-PID.')),
+    leaseTtl: Type.Optional(Duration('A share not renewed this long returns to the others (crashed instance). Default 2s.')),
+    renewInterval: Type.Optional(Duration('How often each instance renews its shares and reports its demand. Default 100ms.')),
+  },
+  {
+    description:
+      "Makes every upstream maxConcurrent, limits.maxConcurrent, class concurrency and reserve a limit of all instances together: each holds a lease on a share sized by its demand (docs/cluster.md).",
+  },
+);
+
 export const PolicySchema = Strict(
   {
     $schema: Type.Optional(Type.String()),
@@ -468,6 +484,7 @@ export const PolicySchema = Strict(
     identity: Type.Optional(Identity),
     pathNormalization: Type.Optional(PathNormalization),
     telemetry: Type.Optional(TelemetrySettings),
+    cluster: Type.Optional(Cluster),
     limits: Type.Optional(
       Strict(
         {
@@ -554,3 +571,4 @@ export type RawRequestHeaders = Static<typeof RequestHeaders>;
 export type RawResponseHeaders = Static<typeof ResponseHeaders>;
 export type RawAccess = Static<typeof Access>;
 export type RawBalance = Static<typeof Balance>;
+export type RawCluster = Static<typeof Cluster>;

@@ -186,6 +186,15 @@ export interface JwtIdentityPolicy {
 }
 
 /** OpsPolicy: log, errors, serverTiming, adminRequireToken (src/policy/ops.ts). */
+/** cluster: caps shared by every instance through leases (src/cluster/). */
+export interface ClusterPolicy {
+  readonly redis: string;
+  /** Undefined: HOSTNAME-PID. */
+  readonly instance?: string;
+  readonly leaseTtlMs: number;
+  readonly renewIntervalMs: number;
+}
+
 export interface Policy extends OpsPolicy {
   /** File the policy was read from (for messages and reload). */
   readonly source: string;
@@ -202,6 +211,7 @@ export interface Policy extends OpsPolicy {
   readonly telemetry: { readonly legacyMetricNames: boolean };
   /** Absolute paths of every file the policy refers to (secretFile, jwksFile, tokenFile, ...); --watch watches them. */
   readonly files: readonly string[];
+  readonly cluster?: ClusterPolicy;
   readonly limits: {
     readonly maxConcurrent: number;
     readonly maxQueued: number;

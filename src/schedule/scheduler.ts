@@ -19,6 +19,7 @@ import type { ClassPolicy, Policy, UpstreamPolicy } from '../policy/types.js';
 import { Deque } from './deque.js';
 import { ClassState, UpstreamState, type RejectReason, type Slot } from './state.js';
 import type { AdaptiveLimitStatus } from './limit/types.js';
+import type { LimitSink, LimitTarget, LoadSnapshot } from './limit/index.js';
 
 export type { RejectReason } from './state.js';
 
@@ -54,6 +55,8 @@ export class Entry {
 class ClassQueue {
   readonly items = new Deque<Entry>();
   live = 0;
+  /** Requests of this class in flight to this upstream. */
+  inFlight = 0;
   /** Start-time fair queuing tag: virtual time at which this class is next due. */
   vt = 0;
   timer: TimerHandle | undefined;
@@ -154,12 +157,15 @@ export interface SchedulerStatus {
   queued: number;
 }
 
-export class Scheduler {
+export class Scheduler implements LimitSink {
   private readonly classes = new Map<string, ClassState>();
   private readonly upstreams = new Map<string, UpstreamQueues>();
   private inFlight = 0;
   private queued = 0;
   private maxConcurrent = Infinity;
+  /** limits.maxConcurrent of the policy; `maxConcurrent` is this or a cap source's value. */
+  private policyMaxConcurrent = Infinity;
+  private globalLimit: number | undefined = undefined;
   private maxQueued = Infinity;
 
   constructor(
@@ -174,7 +180,8 @@ export class Scheduler {
    * counters and queues; queued requests keep the deadline they were given.
    */
   update(policy: Policy): void {
-    this.maxConcurrent = policy.limits.maxConcurrent;
+    this.policyMaxConcurrent = policy.limits.maxConcurrent;
+    this.maxConcurrent = this.globalLimit ?? this.policyMaxConcurrent;
     this.maxQueued = policy.limits.maxQueued;
     for (const k of policy.classes) {
       const s = this.classes.get(k.name);
@@ -195,6 +202,66 @@ export class Scheduler {
     for (const u of this.upstreams.values()) this.dispatch(u);
   }
 
+  /**
+   * Replaces one cap with a value from a cap source (cluster share, adaptive
+   * limit); undefined restores the policy's. Queued work that now fits starts
+   * at once; lowering a cap never stops work already in flight. Unknown names
+   * are ignored (the policy may have changed meanwhile).
+   */
+  setLimit(target: LimitTarget, value: number | undefined): void {
+    switch (target.kind) {
+      case 'global':
+        this.globalLimit = value;
+        this.maxConcurrent = value ?? this.policyMaxConcurrent;
+        break;
+      case 'class': {
+        const c = this.classes.get(target.class);
+        if (c) c.concurrencyLimit = value;
+        break;
+      }
+      case 'upstream': {
+        const u = this.upstreams.get(target.upstream);
+        if (!u) break;
+        u.state.sharedLimit = value;
+        u.state.recompute();
+        break;
+      }
+      case 'reserve': {
+        const u = this.upstreams.get(target.upstream);
+        if (!u) break;
+        if (value === undefined) u.state.reserveLimit.delete(target.class);
+        else u.state.reserveLimit.set(target.class, value);
+        u.state.recompute();
+        break;
+      }
+    }
+    for (const u of this.upstreams.values()) this.dispatch(u);
+  }
+
+  /** In flight and queued per class, overall and per upstream (for cap sources). */
+  load(): LoadSnapshot {
+    const classes = [...this.classes.values()].map((c) => ({
+      name: c.policy.name,
+      priority: c.policy.priority,
+      weight: c.policy.weight,
+      inFlight: c.inFlight,
+      queued: c.queued,
+    }));
+    const upstreams = [...this.upstreams.values()].map((u) => ({
+      name: u.state.policy.name,
+      sharedInUse: u.state.sharedInUse,
+      classes: [...u.byClass.values()].map((q) => ({
+        name: q.cls.policy.name,
+        priority: q.cls.policy.priority,
+        weight: q.cls.policy.weight,
+        inFlight: q.inFlight,
+        queued: q.live,
+        reserved: u.state.reservedInUse(q.cls.policy.name),
+      })),
+    }));
+    return { inFlight: this.inFlight, classes, upstreams };
+  }
+
   classState(name: string): ClassState | undefined {
     return this.classes.get(name);
   }
@@ -207,6 +274,7 @@ export class Scheduler {
     if (q.live === 0 && this.inFlight < this.maxConcurrent && cls.hasRoom) {
       const slot = uq.state.slotFor(cls);
       if (slot) {
+        q.inFlight++;
         this.start(job, cls, uq.state, slot);
         return;
       }
@@ -251,6 +319,8 @@ export class Scheduler {
     }
     // The freed class or global slot may unblock waiters at other upstreams too.
     const own = this.upstreams.get(p.up.policy.name);
+    const oq = own?.byClass.get(p.cls.policy.name);
+    if (oq) oq.inFlight--;
     if (own) this.dispatch(own);
     if (this.queued > 0) for (const u of this.upstreams.values()) if (u !== own) this.dispatch(u);
   }
@@ -471,6 +541,7 @@ export class Scheduler {
       this.unlink(e);
       if (q.live > 0 && !q.timer) this.armTimer(q, q.items.peek()!.deadline - now);
       q.cls.drain.tick(now);
+      q.inFlight++;
       this.start(e.job, q.cls, u.state, slot);
     }
   }

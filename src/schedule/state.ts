@@ -18,10 +18,12 @@ export class ClassState {
     shutting_down: 0,
   };
   readonly drain = new DrainRate();
+  /** Set by a cap source (Scheduler.setLimit): replaces policy.concurrency. */
+  concurrencyLimit: number | undefined = undefined;
   constructor(public policy: ClassPolicy) {}
 
   get hasRoom(): boolean {
-    return this.inFlight < this.policy.concurrency;
+    return this.inFlight < (this.concurrencyLimit ?? this.policy.concurrency);
   }
 }
 
@@ -48,12 +50,15 @@ export class UpstreamState {
   readonly byClass = new Map<string, number>();
   /** The cap in force; Infinity: unlimited. */
   limit = Infinity;
-  /** `limit` minus every class's reserve. */
+  /** Slots not reserved to a class: `limit` minus every class's reserve, or the cluster's share of them. */
   sharedCapacity = Infinity;
-  /** External cap (cluster share); Infinity when none. */
+  /** External cap on the whole upstream (Scheduler.setUpstreamLimit); Infinity when none. */
   external = Infinity;
+  /** Set by a cap source (Scheduler.setLimit, the cluster's share of the shared slots); undefined: none. */
+  sharedLimit: number | undefined = undefined;
+  /** Set by a cap source (the cluster's share of a class's reserve), by class name: replaces the policy's reserve. */
+  readonly reserveLimit = new Map<string, number>();
   adaptive: AdaptiveLimit | undefined;
-  private reserved = 0;
   /** Reserve by class name, as of the policy in force (a permit's class may have left it). */
   private reserves: ReadonlyMap<string, number> = new Map();
 
@@ -71,22 +76,36 @@ export class UpstreamState {
     this.policy = policy;
     if (!policy.adaptive) this.adaptive = undefined;
     else if (!this.adaptive || !sameKnobs(old, policy.adaptive)) this.adaptive = new GradientLimit(policy.adaptive, now);
-    let sum = 0;
-    for (const r of reserves.values()) sum += r;
-    this.reserved = sum;
     this.reserves = reserves;
-    let shared = 0;
-    for (const [name, n] of this.byClass) shared += Math.max(0, n - (reserves.get(name) ?? 0));
-    this.sharedInUse = shared;
     this.recompute();
   }
 
-  /** Recomputes the cap in force; returns true when it rose (waiters may start). */
+  /** The reserve of a class at this upstream in force: the cluster's share of it, else the policy's. */
+  reserveOf(name: string): number {
+    return this.reserveLimit.get(name) ?? this.reserves.get(name) ?? 0;
+  }
+
+  /** Requests of a class in flight on its reserve (its first `reserveOf` ones). */
+  reservedInUse(name: string): number {
+    return Math.min(this.byClass.get(name) ?? 0, this.reserveOf(name));
+  }
+
+  /**
+   * Recomputes the cap in force and the shared slots in use (reserves may have
+   * changed); returns true when the cap rose (waiters may start).
+   */
   recompute(): boolean {
     const before = this.limit;
+    let reserved = 0;
+    for (const name of this.reserves.keys()) reserved += this.reserveOf(name);
+    for (const [name, r] of this.reserveLimit) if (!this.reserves.has(name)) reserved += r;
     const base = this.adaptive ? this.adaptive.limit : this.policy.maxConcurrent;
     this.limit = Math.min(base, this.external);
-    this.sharedCapacity = this.limit - this.reserved;
+    if (this.sharedLimit !== undefined) this.limit = Math.min(this.limit, this.sharedLimit + reserved);
+    this.sharedCapacity = Math.min(this.limit - reserved, this.sharedLimit ?? Infinity);
+    let shared = 0;
+    for (const [name, n] of this.byClass) shared += Math.max(0, n - this.reserveOf(name));
+    this.sharedInUse = shared;
     return this.limit > before;
   }
 
@@ -94,7 +113,7 @@ export class UpstreamState {
   slotFor(k: ClassState): Slot | undefined {
     if (this.limit === Infinity) return 'unlimited';
     if (this.inFlight >= this.limit) return undefined;
-    const r = this.reserves.get(k.policy.name) ?? 0;
+    const r = this.reserveOf(k.policy.name);
     if (r > 0 && (this.byClass.get(k.policy.name) ?? 0) < r) return 'reserved';
     if (this.sharedInUse < this.sharedCapacity) return 'shared';
     return undefined;
@@ -103,14 +122,14 @@ export class UpstreamState {
   take(k: ClassState): void {
     const n = this.byClass.get(k.policy.name) ?? 0;
     this.byClass.set(k.policy.name, n + 1);
-    if (n >= (this.reserves.get(k.policy.name) ?? 0)) this.sharedInUse++;
+    if (n >= this.reserveOf(k.policy.name)) this.sharedInUse++;
     this.inFlight++;
   }
 
   give(k: ClassState): void {
     const n = (this.byClass.get(k.policy.name) ?? 1) - 1;
     this.byClass.set(k.policy.name, n);
-    if (n >= (this.reserves.get(k.policy.name) ?? 0)) this.sharedInUse--;
+    if (n >= this.reserveOf(k.policy.name)) this.sharedInUse--;
     this.inFlight--;
   }
 }

@@ -20,6 +20,8 @@ export const ATTR = {
   upstream: 'sluice.upstream',
   direction: 'sluice.direction',
   target: 'sluice.target',
+  pool: 'sluice.cluster.pool',
+  mode: 'sluice.cluster.mode',
 } as const;
 
 /** Queue waits are usually short, but a queue timeout can be tens of seconds. */
@@ -122,6 +124,49 @@ export const INSTRUMENTS = {
     unit: '1',
     description: 'Target in rotation: 1 when it passes its active health check and is not ejected by outlier detection, else 0.',
     attributes: [ATTR.upstream, ATTR.target],
+  },
+  clusterShare: {
+    kind: 'gauge',
+    name: 'sluice.cluster.share',
+    unit: '{request}',
+    description: "This instance's share of a cluster-wide cap (pool: global, upstream:NAME, reserve:UPSTREAM:CLASS, class:NAME), with the mode (leased, fallback, joining).",
+    attributes: [ATTR.pool, ATTR.mode],
+  },
+  clusterCap: {
+    kind: 'gauge',
+    name: 'sluice.cluster.cap',
+    unit: '{request}',
+    description: 'The cluster-wide cap of a pool.',
+    attributes: [ATTR.pool],
+  },
+  clusterInstances: {
+    kind: 'gauge',
+    name: 'sluice.cluster.instances',
+    unit: '{instance}',
+    description: 'Members holding a lease on a pool at the last renewal.',
+    attributes: [ATTR.pool],
+  },
+  clusterFallback: {
+    kind: 'gauge',
+    name: 'sluice.cluster.fallback',
+    unit: '1',
+    description: '1 while serving on static fallback shares (lease store unreachable, slow or refusing), else 0.',
+    attributes: [],
+  },
+  clusterRenewErrors: {
+    kind: 'counter',
+    name: 'sluice.cluster.renew.errors',
+    unit: '{renewal}',
+    description: 'Lease renewals that failed (store unreachable, too slow, or caps refused).',
+    attributes: [],
+  },
+  clusterShareWait: {
+    kind: 'histogram',
+    name: 'sluice.cluster.share.wait.seconds',
+    unit: 's',
+    description: "How long this instance's demand in a pool exceeded its share while the share was below the cluster's cap (time for a share to grow).",
+    attributes: [ATTR.pool],
+    buckets: QUEUE_WAIT_BUCKETS_S,
   },
 } as const satisfies Record<string, InstrumentSpec>;
 

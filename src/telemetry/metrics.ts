@@ -8,7 +8,7 @@
  * The Prometheus exporter is used as a pull MetricReader without its own HTTP
  * server (`preventServerStart`); its serializer renders what `collect()` returns.
  */
-import type { Attributes, Counter } from '@opentelemetry/api';
+import type { Attributes, Counter, Meter } from '@opentelemetry/api';
 import { MeterProvider } from '@opentelemetry/sdk-metrics';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { PrometheusExporter, PrometheusSerializer } from '@opentelemetry/exporter-prometheus';
@@ -87,6 +87,11 @@ export class Metrics {
         unit: LEGACY_INSTRUMENTS.shapedBytes.unit,
       });
     }
+  }
+
+  /** The meter instruments of other stages are created on (cluster shares). */
+  get meter(): Meter {
+    return this.provider.getMeter('sluice');
   }
 
   /** Registers the gauges; `status` is called once per collection. */
