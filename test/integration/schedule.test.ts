@@ -154,5 +154,5 @@ test('GET /status reports per-class and per-upstream counters', async () => {
   assert.equal(s.upstreams.length, 1);
   const { targets, ...u } = s.upstreams[0] as Status['upstreams'][0] & { targets: unknown[] };
   assert.deepEqual(u, { name: 'fragile', inFlight: 0, maxConcurrent: 4, queued: 0 });
-  assert.deepEqual(targets, [{ url: backend.url, ejected: false, consecutiveFailures: 0, ejections: 0 }]);
+  assert.deepEqual(targets, [{ url: backend.url, weight: 1, ejected: false, consecutiveFailures: 0, ejections: 0, active: 0, healthy: true }]);
 });
