@@ -226,3 +226,31 @@ test('slowhttptest -X (slow read) against 1 MB responses leaves service for othe
   assert.match(r.stdout + r.stderr, /slow read|Slow Read|Test parameters/i);
   await assertDrained(sluice.admin, 10_000);
 });
+
+test('a shaped download that fits the buffer frees its slot at once while shaping still paces the client', async () => {
+  const s = await startSluice(
+    simplePolicy(
+      backend.url,
+      `classes:
+  - name: shaped
+    bandwidth: { download: 256KiB/s }
+defaultClass: shaped
+`,
+      '    maxConcurrent: 1\n',
+    ),
+  );
+  try {
+    const t0 = Date.now();
+    const download = fetch(`${s.url}/bytes?n=${768 * 1024}`).then(async (r) => (await r.arrayBuffer()).byteLength);
+    await new Promise((r) => setTimeout(r, 800));
+    const mid = await getJson<Status>(`${s.admin}/status`);
+    assert.equal(mid.inFlight, 0, 'the upstream is done: its slot is free while the client is still paced');
+    assert.equal((await fetch(`${s.url}/meanwhile`)).status, 200, 'the one slot serves another request meanwhile');
+    assert.equal(await download, 768 * 1024);
+    const ms = Date.now() - t0;
+    assert.ok(ms >= 2000, `768 KiB at 256 KiB/s took ${ms} ms (shaping still applies)`);
+    await assertDrained(s.admin);
+  } finally {
+    await s.stop();
+  }
+});
