@@ -159,8 +159,9 @@ test('a client that pipelines 3 large GETs and disconnects frees every slot at o
   await waitFor(async () => (await getJson<{ inFlight: number }>(`${sluice.admin}/status`)).inFlight >= 2, 5000, 'pipelined requests forwarded');
   const t0 = Date.now();
   s.destroy();
-  await assertDrained(sluice.admin, 2000);
-  assert.ok(Date.now() - t0 < 2000);
+  // "At once": well before any timeout (the bug held two slots for 60 s).
+  await assertDrained(sluice.admin, 5000);
+  assert.ok(Date.now() - t0 < 5000, `freed after ${Date.now() - t0} ms`);
   await waitFor(() => backend.inFlight === 0, 3000, 'upstream exchanges ended');
 });
 
