@@ -30,5 +30,5 @@ export function releasePermit(ctx: RequestContext): void {
   const p = held.get(ctx);
   if (!p) return;
   held.delete(ctx);
-  p.release(sampleOf(ctx));
+  p.release(p.up.adaptive ? sampleOf(ctx) : undefined);
 }

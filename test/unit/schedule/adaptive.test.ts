@@ -291,3 +291,36 @@ test("the proxy's own event-loop delay is not taken for upstream queueing", () =
   for (let i = 0; i < 1000; i++) g.onSample({ rttMs: 40, inFlight: before, dropped: false, now: (now += 1) });
   assert.ok(g.limit < before, `limit ${g.limit} did not fall on real queueing`);
 });
+
+test('reload: an unchanged adaptive block keeps its learned limit; changed knobs start over; a fixed cap replaces it', () => {
+  const yaml = (adaptive: string) => `upstreams:
+  - name: up
+    targets: [http://127.0.0.1:1]
+    ${adaptive}
+routes:
+  - upstream: up
+classes:
+  - name: c
+    queue: { size: 1000, timeout: 60s }
+defaultClass: c
+`;
+  const p = policy(yaml('adaptive: { min: 3, initial: 20 }'));
+  const clock = new FakeClock();
+  const s = new Scheduler(p, clock);
+  const b = new SimBackend(clock);
+  drive(s, p, b, clock, 3000);
+  const learned = s.status().upstreams[0]!.adaptive!;
+  assert.equal(learned.phase, 'run');
+  s.update(policy(yaml('adaptive: { min: 3, initial: 20 }')));
+  assert.deepEqual(s.status().upstreams[0]!.adaptive, learned, 'same knobs: same limiter');
+  const p2 = policy(yaml('adaptive: { min: 4, initial: 20 }'));
+  s.update(p2);
+  assert.equal(s.status().upstreams[0]!.adaptive!.phase, 'probe', 'new knobs: learning starts over');
+  const p3 = policy(yaml('maxConcurrent: 5'));
+  s.update(p3);
+  assert.equal(s.status().upstreams[0]!.adaptive, undefined);
+  assert.equal(s.status().upstreams[0]!.maxConcurrent, 5);
+  clock.advance(120_000);
+  assert.equal(s.status().inFlight, 0);
+  assert.equal(s.status().queued, 0);
+});
