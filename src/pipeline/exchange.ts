@@ -302,7 +302,7 @@ export class Exchange implements Job, Watcher {
     if (this.state !== 'forwarding') return;
     this.state = 'draining';
     // The latency sample feeds an adaptive limit (schedule/limit/); fixed limits ignore it.
-    this.permit?.release(sampleOf(this.ctx));
+    this.permit?.release(this.permit.up.adaptive ? sampleOf(this.ctx) : undefined);
     this.permit = undefined;
   }
 
@@ -374,7 +374,7 @@ export class Exchange implements Job, Watcher {
       this.token = undefined;
     }
     if (this.queueEntry) this.p.scheduler.cancel(this);
-    this.permit?.release(sampleOf(ctx, outcome));
+    this.permit?.release(this.permit.up.adaptive ? sampleOf(ctx, outcome) : undefined);
     this.permit = undefined;
     this.clientWatch?.stop();
     if (this.watching) {

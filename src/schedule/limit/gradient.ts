@@ -15,6 +15,11 @@
  *   running from before the probe do not raise the measured min RTT.
  * - A window whose median is below the min RTT lowers the min RTT at once
  *   (a faster backend need not wait for the next probe).
+ * - The window's median is corrected by sluice's own event-loop delay over the
+ *   window (limit/loop-lag.ts): on a busy or CPU-starved proxy, responses wait
+ *   for the event loop, and without the correction that wait reads as upstream
+ *   queueing and drives the limit to `min`. When the delay exceeds the min RTT
+ *   itself the window is not trusted and the limit holds.
  * - Overload answers (503 from the upstream, timeouts, resets) in a window cap
  *   the new limit at 0.9 × the current one: a backend that refuses instead of
  *   slowing down still pushes the limit down.
@@ -23,6 +28,7 @@
  */
 import type { AdaptivePolicy } from '../../policy/types.js';
 import type { AdaptiveLimit, AdaptiveLimitStatus, LimitSample } from './types.js';
+import { loopLagReader } from './loop-lag.js';
 
 /** Samples kept per window (a uniform reservoir beyond this). */
 const WINDOW_CAP = 256;
@@ -55,11 +61,13 @@ export class GradientLimit implements AdaptiveLimit {
    * @param cfg knobs (min, max, initial, tolerance, smoothing, windowMs, probeIntervalMs)
    * @param now clock time in ms; the first probe starts at once
    * @param random jitter source in [0, 1) (tests pass a fixed one)
+   * @param lag mean event-loop delay in ms since its previous call (tests pass () => 0)
    */
   constructor(
     private readonly cfg: AdaptivePolicy,
     now: number,
     private readonly random: () => number = Math.random,
+    private readonly lag: () => number = loopLagReader(),
   ) {
     this.estimate = cfg.initial;
     this.value = cfg.min;
@@ -92,7 +100,7 @@ export class GradientLimit implements AdaptiveLimit {
     if (!s.dropped && s.inFlight <= this.cfg.min) this.probe.push(s.rttMs);
     const timedOut = s.now - this.probeStart >= PROBE_MAX_MS;
     if (this.probe.length < PROBE_SAMPLES && !timedOut) return;
-    if (this.probe.length > 0) this.minRtt = median(this.probe, this.probe.length);
+    if (this.probe.length > 0) this.minRtt = Math.max(median(this.probe, this.probe.length) - this.lag(), 0.001);
     else if (Number.isNaN(this.minRtt) && !s.dropped) this.minRtt = s.rttMs;
     this.probe.length = 0;
     if (Number.isNaN(this.minRtt)) {
@@ -132,8 +140,9 @@ export class GradientLimit implements AdaptiveLimit {
     const cfg = this.cfg;
     const limit = this.estimate;
     let target = limit;
-    if (this.seen >= WINDOW_MIN_SAMPLES) {
-      const rtt = median(this.window, Math.min(this.seen, WINDOW_CAP));
+    const lag = this.lag();
+    if (this.seen >= WINDOW_MIN_SAMPLES && lag < this.minRtt) {
+      const rtt = Math.max(median(this.window, Math.min(this.seen, WINDOW_CAP)) - lag, 0.001);
       this.lastSampleRtt = rtt;
       if (rtt < this.minRtt) this.minRtt = rtt;
       const gradient = Math.max(0.5, Math.min(2, (this.minRtt * cfg.tolerance) / rtt));

@@ -168,7 +168,7 @@ defaultClass: free
 
 test('overload answers (dropped) push the limit down; ignored exchanges do not move it', () => {
   const cfg = { min: 3, max: 100, initial: 40, tolerance: 1.25, smoothing: 0.5, windowMs: 100, probeIntervalMs: 30_000 };
-  const g = new GradientLimit(cfg, 0, () => 0.5);
+  const g = new GradientLimit(cfg, 0, () => 0.5, () => 0);
   assert.equal(g.limit, 3, 'starts with a probe at min');
   let now = 0;
   for (let i = 0; i < 25; i++) g.onSample({ rttMs: 10, inFlight: 2, dropped: false, now: (now += 1) });
@@ -182,7 +182,7 @@ test('overload answers (dropped) push the limit down; ignored exchanges do not m
 
 test('app-limited traffic does not grow the limit; probes recur and lower min RTT', () => {
   const cfg = { min: 3, max: 1000, initial: 20, tolerance: 1.25, smoothing: 0.5, windowMs: 100, probeIntervalMs: 1000 };
-  const g = new GradientLimit(cfg, 0, () => 0.5);
+  const g = new GradientLimit(cfg, 0, () => 0.5, () => 0);
   let now = 0;
   for (let i = 0; i < 25; i++) g.onSample({ rttMs: 10, inFlight: 1, dropped: false, now: (now += 1) });
   // Fast answers, but only 2 in flight: no evidence more would not queue.
@@ -268,4 +268,59 @@ defaultClass: c
 defaultClass: c
 `);
   assert.equal(d.upstreams.get('up')!.adaptive!.min, 5, 'default min leaves a shared slot beside reserves');
+});
+
+test("the proxy's own event-loop delay is not taken for upstream queueing", () => {
+  const cfg = { min: 3, max: 100, initial: 20, tolerance: 1.25, smoothing: 0.5, windowMs: 100, probeIntervalMs: 60_000 };
+  let lag = 0;
+  const g = new GradientLimit(cfg, 0, () => 0.5, () => lag);
+  let now = 0;
+  for (let i = 0; i < 25; i++) g.onSample({ rttMs: 10, inFlight: 2, dropped: false, now: (now += 1) });
+  assert.equal(g.limit, 20);
+  // Responses look 8 ms slower, but the event loop was 8 ms late on average: no queueing upstream.
+  lag = 8;
+  for (let i = 0; i < 1000; i++) g.onSample({ rttMs: 18, inFlight: 20, dropped: false, now: (now += 1) });
+  assert.ok(g.limit >= 20, `limit fell to ${g.limit} on proxy lag alone`);
+  // A lag beyond the min RTT: windows are not trusted, the limit holds.
+  lag = 50;
+  const before = g.limit;
+  for (let i = 0; i < 1000; i++) g.onSample({ rttMs: 200, inFlight: before, dropped: false, now: (now += 1) });
+  assert.equal(g.limit, before);
+  // Real queueing (no lag) still brings it down.
+  lag = 0;
+  for (let i = 0; i < 1000; i++) g.onSample({ rttMs: 40, inFlight: before, dropped: false, now: (now += 1) });
+  assert.ok(g.limit < before, `limit ${g.limit} did not fall on real queueing`);
+});
+
+test('reload: an unchanged adaptive block keeps its learned limit; changed knobs start over; a fixed cap replaces it', () => {
+  const yaml = (adaptive: string) => `upstreams:
+  - name: up
+    targets: [http://127.0.0.1:1]
+    ${adaptive}
+routes:
+  - upstream: up
+classes:
+  - name: c
+    queue: { size: 1000, timeout: 60s }
+defaultClass: c
+`;
+  const p = policy(yaml('adaptive: { min: 3, initial: 20 }'));
+  const clock = new FakeClock();
+  const s = new Scheduler(p, clock);
+  const b = new SimBackend(clock);
+  drive(s, p, b, clock, 3000);
+  const learned = s.status().upstreams[0]!.adaptive!;
+  assert.equal(learned.phase, 'run');
+  s.update(policy(yaml('adaptive: { min: 3, initial: 20 }')));
+  assert.deepEqual(s.status().upstreams[0]!.adaptive, learned, 'same knobs: same limiter');
+  const p2 = policy(yaml('adaptive: { min: 4, initial: 20 }'));
+  s.update(p2);
+  assert.equal(s.status().upstreams[0]!.adaptive!.phase, 'probe', 'new knobs: learning starts over');
+  const p3 = policy(yaml('maxConcurrent: 5'));
+  s.update(p3);
+  assert.equal(s.status().upstreams[0]!.adaptive, undefined);
+  assert.equal(s.status().upstreams[0]!.maxConcurrent, 5);
+  clock.advance(120_000);
+  assert.equal(s.status().inFlight, 0);
+  assert.equal(s.status().queued, 0);
 });
