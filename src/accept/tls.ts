@@ -10,6 +10,7 @@ import { createServer as createHttpServer } from 'node:http';
 import { guardHandlers } from './guard.js';
 import { createSecureContext, type SecureContext, type SecureContextOptions, type TLSSocket } from 'node:tls';
 import type { Socket } from 'node:net';
+import { X509Certificate } from 'node:crypto';
 import {
   createSecureServer,
   type Http2SecureServer,
@@ -36,6 +37,16 @@ export interface ProxyListener {
 function contextOptions(p: TlsServerPolicy, i: number): SecureContextOptions {
   const c = p.certificates[i]!;
   return { cert: c.cert, key: c.key, minVersion: p.minVersion, ...(p.clientCa !== undefined ? { ca: p.clientCa } : {}) };
+}
+
+/** Logs certificates that have expired or expire within 14 days (served anyway, as NGINX does). */
+function warnExpiry(p: TlsServerPolicy, log: Logger): void {
+  const now = Date.now();
+  for (const c of p.certificates) {
+    const until = Date.parse(new X509Certificate(c.cert).validTo);
+    if (until < now) log.warn({ certificate: c.certFile, validTo: new Date(until).toISOString() }, 'TLS certificate has expired');
+    else if (until - now < 14 * 86_400_000) log.warn({ certificate: c.certFile, validTo: new Date(until).toISOString() }, 'TLS certificate expires within 14 days');
+  }
 }
 
 /** SNI name → secure context: exact names first, then "*.example.com" for one label. */
@@ -79,6 +90,7 @@ export class TlsListener implements ProxyListener {
     private readonly log: Logger,
   ) {
     this.sni = new SniTable(tls);
+    warnExpiry(tls, log);
     const headersTimeout = opts.headersTimeoutMs ?? 10_000;
     const options: SecureServerOptions & { maxSessionInvalidFrames: number; maxSessionRejectedStreams: number } = {
       allowHTTP1: true,
@@ -152,6 +164,7 @@ export class TlsListener implements ProxyListener {
     s.requestCert = tls.clientCa !== undefined;
     s.rejectUnauthorized = tls.requireClientCert;
     this.sni = sni;
+    warnExpiry(tls, this.log);
     this.log.info({ certificates: tls.certificates.map((c) => c.certFile) }, 'TLS certificates reloaded');
   }
 

@@ -54,6 +54,10 @@ classes:
     match: { headers: { x-class: waiting } }
     concurrency: 1
     queue: { size: 5, timeout: 300ms }
+  - name: patient
+    match: { headers: { x-class: patient } }
+    concurrency: 1
+    queue: { size: 5, timeout: 10s }
   - name: streams
     match: { path: /echo.Echo/Stream }
   - name: unary
@@ -134,6 +138,23 @@ test('a client that cancels a server stream mid-way cancels it upstream; counts 
     assert.equal(st.code, grpc.status.CANCELLED);
     await waitFor(() => server.active === 0, 5000, 'the server to see the cancellation');
   }
+  await idle();
+});
+
+test('a call whose deadline passes while queued leaves the queue and never reaches the server', async () => {
+  const slow = h2c.unary({ message: 'hold', delay_ms: 1500 }, { metadata: { 'x-class': 'patient' } });
+  await waitFor(() => server.active === 1, 5000, 'the slow call to reach the server');
+  const callsBefore = server.calls.length;
+  const t0 = Date.now();
+  const late = await tls.unary({ message: 'late' }, { deadlineMs: 300, metadata: { 'x-class': 'patient' } });
+  assert.equal(late.error?.code, grpc.status.DEADLINE_EXCEEDED);
+  assert.ok(Date.now() - t0 < 1400, 'the deadline, not the queue, ended the call');
+  await waitFor(async () => {
+    const s = await getJson<Status>(`${sluice.admin}/status`);
+    return s.classes.find((c) => c.name === 'patient')!.queued === 0;
+  }, 5000, 'the queue to empty');
+  assert.equal((await slow).error, undefined);
+  assert.equal(server.calls.length, callsBefore, 'the expired call never reached the server');
   await idle();
 });
 

@@ -52,13 +52,14 @@ ${up('mtls', `https://127.0.0.1:${b.mtls!.port}`, `    tls: { ca: ${pki.caFile},
 ${up('mtlsnocert', `https://127.0.0.1:${b.mtls!.port}`, ca)}
 ${up('h2', `https://127.0.0.1:${b.h2!.port}`, `    protocol: h2\n    maxConcurrent: 3\n${ca}`)}
 ${up('h2c', `http://127.0.0.1:${b.h2c!.port}`, '    protocol: h2c\n    maxConcurrent: 2\n')}
+${up('h2slow', `http://127.0.0.1:${b.h2c!.port}`, '    protocol: h2c\n    timeout: 500ms\n')}
 ${up('h2down', `http://127.0.0.1:${dead}`, '    protocol: h2c\n')}
 ${up('h2bad', `https://127.0.0.1:${b.h2self!.port}`, `    protocol: h2\n${ca}`)}
 ${up('stall', `https://127.0.0.1:${silentPort}`, `    connectTimeout: 300ms\n${ca}`)}
 ${up('h2stall', `https://127.0.0.1:${silentPort}`, `    protocol: h2\n    connectTimeout: 300ms\n${ca}`)}
 ${up('h2alpn', `https://127.0.0.1:${b.good!.port}`, `    protocol: h2\n${ca}`)}
 routes:
-${['good', 'byname', 'noca', 'wrong', 'expired', 'self', 'skip', 'plain', 'mtls', 'mtlsnocert', 'h2', 'h2c', 'h2down', 'h2bad', 'h2alpn', 'stall', 'h2stall']
+${['good', 'byname', 'noca', 'wrong', 'expired', 'self', 'skip', 'plain', 'mtls', 'mtlsnocert', 'h2', 'h2c', 'h2slow', 'h2down', 'h2bad', 'h2alpn', 'stall', 'h2stall']
   .map((n) => `  - match: { pathPrefix: /${n}/ }\n    upstream: ${n}`)
   .join('\n')}
 `);
@@ -242,6 +243,15 @@ for (const what of ['rst', 'kill'] as const) {
     await idle();
   });
 }
+
+test('h2c upstream that sends no response headers within timeout: 504, and its stream is cancelled', async () => {
+  const t0 = Date.now();
+  const r = await fetch(`${sluice.url}/h2slow/x?delay=3000`);
+  assert.equal(r.status, 504);
+  assert.ok(Date.now() - t0 < 2500, `answered after ${Date.now() - t0} ms`);
+  await waitFor(() => b.h2c!.inFlight === 0, 5000, 'the upstream stream to be cancelled');
+  await idle();
+});
 
 test('h2c upstream down: 502 at once, and counts return to zero', async () => {
   const t0 = Date.now();
