@@ -72,7 +72,10 @@ export class Sluice {
    * Readiness hooks: each returns why sluice should not take traffic now, or
    * undefined. E.g. an admission store that must be up (failClosed Redis).
    */
-  private readonly readinessChecks: (() => string | undefined)[] = [];
+  private readonly readinessChecks: (() => string | undefined)[] = [
+    // failClosed rate limits in Redis: not ready until the store made its first connection (issue 16.5).
+    () => (this.pipeline.admission.isReady() ? undefined : 'rate-limit store not connected yet (failClosed)'),
+  ];
 
   private constructor(policy: Policy, private readonly opts: SluiceOptions) {
     this.policy = policy;
