@@ -5,7 +5,6 @@
  */
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { getJson, waitFor } from './net.js';
 
 export interface Recorded {
   method: string;
@@ -67,14 +66,3 @@ export async function startRecorder(): Promise<Recorder> {
   return r;
 }
 
-/** Waits until the proxy reports nothing in flight and nothing queued (the ledger invariant). */
-export async function assertDrained(admin: string, timeoutMs = 5000): Promise<void> {
-  await waitFor(
-    async () => {
-      const s = await getJson<{ inFlight: number; queued: number }>(`${admin}/status`);
-      return s.inFlight === 0 && s.queued === 0;
-    },
-    timeoutMs,
-    'in-flight and queued to return to 0',
-  );
-}

@@ -8,7 +8,8 @@ import assert from 'node:assert/strict';
 import { connect as h2Connect, type ClientHttp2Session } from 'node:http2';
 import { request } from 'node:http';
 import { startSluice, simplePolicy, type RunningSluice } from '../helpers/sluice.js';
-import { startRecorder, assertDrained, type Recorder } from '../helpers/recorder.js';
+import { startRecorder, type Recorder } from '../helpers/recorder.js';
+import { assertDrained } from '../helpers/invariants.js';
 
 let rec: Recorder;
 let sluice: RunningSluice;

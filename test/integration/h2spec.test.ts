@@ -17,7 +17,8 @@ import { mkdtemp, readFile, access } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startSluice, simplePolicy, type RunningSluice } from '../helpers/sluice.js';
-import { startRecorder, assertDrained, type Recorder } from '../helpers/recorder.js';
+import { startRecorder, type Recorder } from '../helpers/recorder.js';
+import { assertDrained } from '../helpers/invariants.js';
 import { run } from '../helpers/net.js';
 
 const H2SPEC = '/work/shared/tools/h2spec';

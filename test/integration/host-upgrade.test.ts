@@ -11,7 +11,8 @@ import { connect as h2Connect } from 'node:http2';
 import { fileURLToPath } from 'node:url';
 import { WebSocket } from 'ws';
 import { startSluice, type RunningSluice } from '../helpers/sluice.js';
-import { startRecorder, assertDrained, type Recorder } from '../helpers/recorder.js';
+import { startRecorder, type Recorder } from '../helpers/recorder.js';
+import { assertDrained } from '../helpers/invariants.js';
 import { startBackend, type Backend } from '../helpers/backend.js';
 import { run } from '../helpers/net.js';
 

@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startBackend, type Backend } from '../helpers/backend.js';
 import { startSluice, simplePolicy, type RunningSluice } from '../helpers/sluice.js';
-import { assertDrained } from '../helpers/recorder.js';
+import { assertDrained } from '../helpers/invariants.js';
 import { run, waitFor } from '../helpers/net.js';
 
 const DEADLINE_MS = 1000;

@@ -10,7 +10,8 @@ import { connect as netConnect } from 'node:net';
 import { connect as h2Connect, type ClientHttp2Session } from 'node:http2';
 import { fileURLToPath } from 'node:url';
 import { startSluice, simplePolicy, type RunningSluice } from '../helpers/sluice.js';
-import { startRecorder, assertDrained, type Recorder } from '../helpers/recorder.js';
+import { startRecorder, type Recorder } from '../helpers/recorder.js';
+import { assertDrained } from '../helpers/invariants.js';
 import { run } from '../helpers/net.js';
 
 let rec: Recorder;
