@@ -4,6 +4,7 @@
  * a connection that opens with the HTTP/2 preface ("PRI * HTTP/2.0") goes to
  * the http2 server, anything else to the HTTP/1.1 server.
  */
+import { bind, unbind } from './bind.js';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse, type Server as HttpServer } from 'node:http';
 import {
@@ -188,22 +189,12 @@ export class Listener {
   }
 
   listen(port: number, host: string): Promise<{ host: string; port: number }> {
-    return new Promise((resolve, reject) => {
-      this.net.once('error', reject);
-      // A deep accept queue: under overload clients open connections in bursts (queued requests
-      // hold theirs), and an overflowing backlog costs them a 1 s SYN retransmit.
-      this.net.listen({ port, host, backlog: 4096 }, () => {
-        this.net.off('error', reject);
-        const a = this.net.address();
-        if (a && typeof a === 'object') resolve({ host: a.address, port: a.port });
-        else reject(new Error('listener has no address'));
-      });
-    });
+    return bind(this.net, port, host);
   }
 
   /** Stops accepting; existing connections keep going. */
   stopAccepting(): Promise<void> {
-    return new Promise((resolve) => this.net.close(() => resolve()));
+    return unbind(this.net);
   }
 
   /**

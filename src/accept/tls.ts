@@ -6,6 +6,7 @@
  * the new ones, open connections keep theirs (NGINX and Envoy SDS do the same).
  * It shares the request and upgrade handlers of the cleartext listener.
  */
+import { bind, unbind } from './bind.js';
 import { createServer as createHttpServer } from 'node:http';
 import { guardHandlers } from './guard.js';
 import { createSecureContext, type SecureContext, type SecureContextOptions, type TLSSocket } from 'node:tls';
@@ -169,19 +170,11 @@ export class TlsListener implements ProxyListener {
   }
 
   listen(port: number, host: string): Promise<{ host: string; port: number }> {
-    return new Promise((resolve, reject) => {
-      this.server.once('error', reject);
-      this.server.listen({ port, host, backlog: 4096 }, () => {
-        this.server.off('error', reject);
-        const a = this.server.address();
-        if (a && typeof a === 'object') resolve({ host: a.address, port: a.port });
-        else reject(new Error('TLS listener has no address'));
-      });
-    });
+    return bind(this.server, port, host);
   }
 
   stopAccepting(): Promise<void> {
-    return new Promise((resolve) => this.server.close(() => resolve()));
+    return unbind(this.server);
   }
 
   /** Draining: idle HTTP/1.1 connections close, HTTP/2 sessions get GOAWAY. */
