@@ -89,11 +89,11 @@ defaultClass: rest
     r = await get(`${s.url}/private/x`, { authorization: `Bearer ${expired}` });
     assert.equal(r.status, 401);
     assert.match(r.headers.get('www-authenticate')!, /^Bearer realm="sluice", error="invalid_token", error_description="expired at [^"]*"$/);
-    assert.match(problem(r.body).detail, /invalid token: .*exp/);
+    assert.match(problem(r.body).detail, /requires a valid token: expired at /);
 
     r = await get(`${s.url}/private/x`, { authorization: 'Bearer not.a.jwt' });
     assert.equal(r.status, 401);
-    assert.match(problem(r.body).detail, /invalid token/);
+    assert.match(problem(r.body).detail, /not a JWT/);
 
     assert.equal(b.hits.length, 1, `only the allowed GET /ro/x reached the backend: ${b.hits}`);
     const good = await new SignJWT({ sub: 'u1' }).setProtectedHeader({ alg: 'HS256' }).setExpirationTime('5m').sign(key);
