@@ -13,7 +13,7 @@
 import { STATUS_CODES, type IncomingMessage, type Server as HttpServer } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { ProxyError } from '../errors.js';
+import { ProxyError } from '../errors.js';
 import type { InboundRequest, InboundResponse } from './context.js';
 import { sendProblem } from './problem.js';
 import { isWebSocketUpgrade, serveWithoutUpgrade } from './upgrade.js';
@@ -22,6 +22,15 @@ import { refuseHandshake, refuseRequest } from './gate.js';
 export interface GuardedHandlers {
   request(req: InboundRequest, res: InboundResponse): void;
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+}
+
+/**
+ * HTTP/1.1 `CONNECT` (RFC 9110 §9.3.6): sluice is a reverse proxy, not a tunnel;
+ * answered 405 (Node would otherwise drop the connection without an answer).
+ */
+export function refuseConnect(_req: IncomingMessage, socket: Duplex): void {
+  socket.on('error', noop);
+  writeRawProblem(socket, new ProxyError('METHOD_NOT_ALLOWED', 'CONNECT is not supported: sluice is a reverse proxy, not a tunnel'));
 }
 
 /**

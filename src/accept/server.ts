@@ -19,7 +19,7 @@ import { Duplex } from 'node:stream';
 import type { Logger } from '../telemetry/log.js';
 import { systemClock, type Clock, type TimerHandle } from '../clock.js';
 import { kPeer, type Peer } from './context.js';
-import { guardHandlers } from './guard.js';
+import { guardHandlers, refuseConnect } from './guard.js';
 
 export interface ListenerHandlers {
   request(req: IncomingMessage | Http2ServerRequest, res: ServerResponse | Http2ServerResponse): void;
@@ -89,6 +89,7 @@ export class Listener {
     const guarded = guardHandlers(handlers, this.maxHeaderSize, this.http1, settleHead);
     this.http1.on('request', guarded.request);
     this.http1.on('upgrade', guarded.upgrade);
+    this.http1.on('connect', refuseConnect);
     this.http1.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
       // Node's default answers 400/431; keep it, but never let a bad client throw.
       // A parse error comes between requests on a keep-alive socket, so an answer can still be written.

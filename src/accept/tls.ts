@@ -6,9 +6,10 @@
  * the new ones, open connections keep theirs (NGINX and Envoy SDS do the same).
  * It shares the request and upgrade handlers of the cleartext listener.
  */
+import { systemClock, type Clock } from '../clock.js';
 import { bind, unbind } from './bind.js';
 import { createServer as createHttpServer } from 'node:http';
-import { guardHandlers } from './guard.js';
+import { guardHandlers, refuseConnect } from './guard.js';
 import { createSecureContext, type SecureContext, type SecureContextOptions, type TLSSocket } from 'node:tls';
 import type { Socket } from 'node:net';
 import { X509Certificate } from 'node:crypto';
@@ -82,6 +83,7 @@ export class TlsListener implements ProxyListener {
   private sni: SniTable;
   private readonly sockets = new Set<Socket>();
   private readonly sessions = new Set<ServerHttp2Session>();
+  private readonly clock: Clock;
   private draining = false;
 
   constructor(
@@ -91,6 +93,7 @@ export class TlsListener implements ProxyListener {
     private readonly log: Logger,
   ) {
     this.sni = new SniTable(tls);
+    this.clock = opts.clock ?? systemClock;
     warnExpiry(tls, log);
     const headersTimeout = opts.headersTimeoutMs ?? 10_000;
     const options: SecureServerOptions & { maxSessionInvalidFrames: number; maxSessionRejectedStreams: number } = {
@@ -130,6 +133,7 @@ export class TlsListener implements ProxyListener {
     plain.on('request', guarded.request);
     this.server.on('request', guarded.request);
     this.server.on('upgrade', guarded.upgrade);
+    this.server.on('connect', refuseConnect);
     this.server.on('connection', (socket: Socket) => {
       this.sockets.add(socket);
       socket.once('close', () => this.sockets.delete(socket));
@@ -182,7 +186,10 @@ export class TlsListener implements ProxyListener {
     this.draining = true;
     // Node's secure HTTP/2 server closes its idle HTTP/1.1 connections (allowHTTP1); @types/node 20 lacks the method.
     (this.server as unknown as { closeIdleConnections(): void }).closeIdleConnections();
-    for (const s of this.sessions) s.close();
+    for (const s of this.sessions) {
+      s.close();
+      probeSession(s, this.clock);
+    }
   }
 
   destroyAll(): void {
@@ -235,3 +242,28 @@ export function isEncrypted(req: InboundRequest): boolean {
   if (session) return session.encrypted === true;
   return (req.socket as { encrypted?: boolean } | undefined)?.encrypted === true;
 }
+
+/**
+ * Draining: a session whose peer is gone must not hold the drain for the whole
+ * grace period. Node 20's secure HTTP/2 server can leave a session whose peer
+ * closed the connection after a protocol error open (socket in CLOSE-WAIT, its
+ * streams unsettled) until the session timeout; such a peer never acknowledges a
+ * PING, a live one does within milliseconds. No acknowledgement within
+ * PROBE_MS: the session is destroyed and its streams settle as client aborts.
+ */
+function probeSession(s: ServerHttp2Session, clock: Clock): void {
+  if (s.destroyed) return;
+  const timer = clock.setTimer(() => {
+    if (!s.destroyed) s.destroy();
+  }, PROBE_MS);
+  try {
+    s.ping((err) => {
+      if (!err) timer.cancel();
+    });
+  } catch {
+    // Too many unacknowledged pings, or the session is closing: the timer decides.
+  }
+}
+
+const PROBE_MS = 2_000;
+

@@ -12,7 +12,7 @@ import { renew, type PoolTable } from './allocate.js';
 export type ToPrimary =
   | { sluice: 'renew'; seq: number; report: LeaseReport }
   | { sluice: 'release'; member: string }
-  | { sluice: 'ready'; proxy: { host: string; port: number }; member: string }
+  | { sluice: 'ready'; proxy: { host: string; port: number }; urls: string[]; member: string }
   | { sluice: 'reply'; seq: number; body: unknown };
 
 export type ToWorker =

@@ -111,7 +111,7 @@ export async function runWorker(a: ServeArgs): Promise<void> {
   process.once('SIGINT', stop);
   // Reloads come from the primary, which forwards SIGHUP; a SIGHUP to the whole group must not kill us.
   process.on('SIGHUP', () => undefined);
-  send({ sluice: 'ready', proxy: addrs.proxy, member: sluice.cluster?.member ?? `w${id}` });
+  send({ sluice: 'ready', proxy: addrs.proxy, urls: addrs.listeners.map((l) => l.url), member: sluice.cluster?.member ?? `w${id}` });
 }
 
 // ---------------------------------------------------------------- primary side
@@ -122,6 +122,8 @@ interface Slot {
   ready: boolean;
   member: string;
   proxy?: { host: string; port: number };
+  /** The worker's listeners (http:// or https://), in policy order. */
+  urls?: string[];
 }
 
 /** The primary: forks the workers, coordinates their leases, serves admin, relays reload and drain. */
@@ -161,6 +163,7 @@ export async function runPrimary(a: ServeArgs): Promise<void> {
           slot.ready = true;
           slot.member = m.member;
           slot.proxy = m.proxy;
+          slot.urls = m.urls;
           if ([...slots.values()].every((s) => s.ready)) onAllReady();
           return;
         case 'reply': {
@@ -278,9 +281,12 @@ export async function runPrimary(a: ServeArgs): Promise<void> {
     server.once('error', reject);
     server.listen(a.adminPort ?? policy.admin.port, policy.admin.host, () => resolve(server.address() as AddressInfo));
   }).catch((err: Error) => a.fail(`cannot listen: ${err.message}`));
-  const proxy = [...slots.values()].find((s) => s.proxy)!.proxy!;
+  // The same ready line as one process (cli.ts): the first listener, the admin port, then the others.
+  const urls = [...slots.values()].find((s) => s.urls)!.urls!;
   process.stdout.write(
-    `sluice listening on http://${a.fmtHost(proxy.host)}:${proxy.port} admin http://${a.fmtHost(adminAddr.address)}:${adminAddr.port}\n`,
+    `sluice listening on ${urls[0]} admin http://${a.fmtHost(adminAddr.address)}:${adminAddr.port}` +
+      (urls.length > 1 ? ` also ${urls.slice(1).join(' ')}` : '') +
+      '\n',
   );
   log.info({ workers: a.workers }, 'workers ready');
 }
@@ -309,6 +315,7 @@ interface WorkerStatus {
   upstreams: { name: string; inFlight: number; queued: number; maxConcurrent: number | null; cluster?: ClusterEntry | null }[];
   inFlight: number;
   queued: number;
+  bufferedBytes?: number;
 }
 
 /** The machine's /status: counts summed over the workers, and each worker's own status. */
@@ -317,11 +324,13 @@ export function aggregateStatus(policy: Policy, answers: { id: number; pid: numb
   const upstreams = new Map<string, WorkerStatus['upstreams'][number]>();
   let inFlight = 0;
   let queued = 0;
+  let bufferedBytes = 0;
   for (const x of answers) {
     const s = x.body as WorkerStatus | undefined;
     if (!s) continue;
     inFlight += s.inFlight;
     queued += s.queued;
+    bufferedBytes += s.bufferedBytes ?? 0;
     for (const c of s.classes) {
       const t = classes.get(c.name);
       if (!t) {
@@ -340,6 +349,8 @@ export function aggregateStatus(policy: Policy, answers: { id: number; pid: numb
       else {
         t.inFlight += u.inFlight;
         t.queued += u.queued;
+        // Each worker enforces its share of the cap: the machine's cap in force is their sum.
+        if (t.maxConcurrent !== null && u.maxConcurrent !== null) t.maxConcurrent += u.maxConcurrent;
         // The machine's share: the workers' shares together; fallback when any worker is.
         if (t.cluster && c) {
           t.cluster.share += c.share;
@@ -355,6 +366,7 @@ export function aggregateStatus(policy: Policy, answers: { id: number; pid: numb
     upstreams: [...upstreams.values()],
     inFlight,
     queued,
+    bufferedBytes,
     workers: answers.map((x) => ({ worker: x.id, pid: x.pid, status: x.body ?? null })),
   };
 }

@@ -21,7 +21,7 @@ let sluice: RunningSluice;
 interface WorkerEntry {
   worker: number;
   pid: number;
-  status: { upstreams: { cluster: { share: number; mode: string; instances: number; clusterCap: number } | null }[]; classes: { name: string; weight: number }[] } | null;
+  status: { upstreams: { maxConcurrent: number; cluster: { share: number; mode: string; instances: number; clusterCap: number } | null }[]; classes: { name: string; weight: number }[] } | null;
 }
 interface Status {
   inFlight: number;
@@ -86,6 +86,8 @@ test('/status and /metrics show the whole machine, per worker', async () => {
   assert.deepEqual(shares.map((x) => x.instances), [2, 2]);
   // The machine as a whole holds the whole cap.
   assert.deepEqual(s.upstreams[0]!.cluster, { clusterCap: CAP, share: CAP, instances: 2, mode: 'leased' });
+  // The machine's cap in force is the workers' limits together (each enforces its share), never one worker's.
+  assert.equal(s.upstreams[0]!.maxConcurrent, s.workers.reduce((n, w) => n + w.status!.upstreams[0]!.maxConcurrent, 0));
   const m = await (await fetch(`${sluice.admin}/metrics`)).text();
   assert.match(m, /sluice_cluster_share\{worker="1",[^}]*\} \d/);
   assert.match(m, /sluice_cluster_share\{worker="2",[^}]*\} \d/);

@@ -283,3 +283,12 @@ test('WebSocket handshake: the client Host goes upstream, an absolute-form targe
   assert.equal(r.headers.upgrade, 'websocket');
   await assertDrained(sluice.admin);
 });
+
+test('CONNECT is answered 405 (a reverse proxy is not a tunnel), never dropped silently or forwarded', async () => {
+  rec.requests.length = 0;
+  const resp = await raw('CONNECT evil.example:443 HTTP/1.1\r\nHost: evil.example:443\r\n\r\n', 2000, true);
+  assert.match(resp, /^HTTP\/1\.1 405 /);
+  assert.match(resp, /application\/problem\+json/);
+  assert.equal(rec.requests.length, 0);
+  await assertDrained(sluice.admin);
+});

@@ -10,7 +10,7 @@ import { connect as tlsConnect } from 'node:tls';
 import { connect as h2Connect } from 'node:http2';
 import { startSluice, type RunningSluice } from '../helpers/sluice.js';
 import { startBackend, type Backend } from '../helpers/backend.js';
-import { getJson, waitFor } from '../helpers/net.js';
+import { getJson, run, waitFor } from '../helpers/net.js';
 import { makePki, type Pki } from '../helpers/pki.js';
 
 let pki: Pki;
@@ -117,4 +117,24 @@ test('resets mid-handshake and mid-body leave nothing behind', async () => {
   await waitFor(() => backend.inFlight === 0, 5000, 'the upstream request to end');
   await idle();
   await works();
+});
+
+test('h2spec over TLS, then SIGTERM: sessions whose peer left after a protocol error do not hold the drain', { timeout: 60_000 }, async () => {
+  // Node 20's secure HTTP/2 server can leave such sessions open (CLOSE-WAIT) until the session
+  // timeout; draining probes each session with a PING and ends the ones that do not answer.
+  const own = await startSluice(`listen: { host: 127.0.0.1, port: 0, tls: { cert: ${pki.server.certFile}, key: ${pki.server.keyFile} } }
+upstreams:
+  - name: app
+    targets: [${backend.url}]
+routes:
+  - upstream: app
+`);
+  const p = Number(new URL(own.url).port);
+  const r = await run('/work/shared/tools/h2spec', ['-h', '127.0.0.1', '-p', String(p), '--tls', '-k', '-o', '3', 'http2/4', 'http2/6']);
+  assert.match(r.stdout, /tests, \d+ passed/, r.stdout.slice(-500));
+  const t0 = performance.now();
+  const code = await own.stop('SIGTERM');
+  const ms = performance.now() - t0;
+  assert.equal(code, 0);
+  assert.ok(ms < 6000, `drain took ${ms.toFixed(0)} ms`);
 });
