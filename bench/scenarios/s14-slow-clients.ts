@@ -73,7 +73,7 @@ async function attackAndMeasure(peer: Peer, quick: boolean): Promise<Result> {
 
 export const scenario: Scenario = {
   id: 'slow-clients',
-  title: '11. Slow clients vs an upstream of 8 slots (stalled readers, trickling uploads)',
+  title: '14. Slow clients vs an upstream of 8 slots (stalled readers, trickling uploads)',
   async run(ctx: Ctx): Promise<Section> {
     const backend = await startBackend();
     const base = { maxConcurrent: SLOTS, queue: { size: 10000, timeout: '10s' }, timeout: '60s' };

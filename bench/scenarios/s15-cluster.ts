@@ -60,7 +60,7 @@ const share = async (p: Peer): Promise<number> => (await status(p)).upstreams[0]
 
 export const scenario: Scenario = {
   id: 'cluster',
-  title: '11. Caps across instances (Redis leases) and workers (--workers)',
+  title: '15. Caps across instances (Redis leases) and workers (--workers)',
   async run(ctx: Ctx): Promise<Section> {
     const body: string[] = [];
     const commands: string[] = [];
