@@ -102,8 +102,8 @@ test('/status shows the cluster cap, this instance\'s share, the instances seen 
   const s = await status(nodes[0]!);
   assert.deepEqual({ ...s.upstreams[0]!.cluster, share: 0 }, { clusterCap: CAP, share: 0, instances: 3, mode: 'leased' });
   // Idle: the cap is split evenly (3 + 3 + 2) once the shares settled.
-  await waitFor(async () => (await Promise.all(nodes.map(share))).reduce((a, b) => a + b, 0) === CAP, 3000, 'shares settled');
-  assert.deepEqual((await Promise.all(nodes.map(share))).sort(), [2, 3, 3]);
+  // The sum reaches the cap before the split is even (shares move only once released), so wait for the split itself.
+  await waitFor(async () => (await Promise.all(nodes.map(share))).sort().join() === '2,3,3', 5000, 'shares settled evenly');
   const m = await (await fetch(`${nodes[0]!.admin}/metrics`)).text();
   assert.match(m, /sluice_cluster_share\{[^}]*sluice_cluster_pool="upstream:app"[^}]*\} \d/);
   assert.match(m, /sluice_cluster_fallback(\{[^}]*\})? 0/);
