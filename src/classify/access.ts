@@ -121,15 +121,18 @@ export interface GatePool {
  * queue): the access decision, then a fast 503 when the upstream has no
  * healthy target. Undefined: go on.
  */
-export async function admissionGate(
+export function admissionGate(
   ctx: RequestContext,
   identity: IdentityVerifier | undefined,
   pool: GatePool | undefined,
-): Promise<ProxyError | undefined> {
-  if (ctx.route?.access || ctx.klass?.access) {
-    const d = await decideAccess(ctx, identity);
-    if (d.kind === 'deny') return d.error;
-  }
-  if (pool?.allDown()) return pool.noTargetError(ctx);
-  return undefined;
+): ProxyError | undefined | Promise<ProxyError | undefined> {
+  // Synchronous unless an access rule must verify a token: no promise on the common path.
+  if (ctx.route?.access || ctx.klass?.access) return gateWithAccess(ctx, identity, pool);
+  return pool?.allDown() ? pool.noTargetError(ctx) : undefined;
+}
+
+async function gateWithAccess(ctx: RequestContext, identity: IdentityVerifier | undefined, pool: GatePool | undefined): Promise<ProxyError | undefined> {
+  const d = await decideAccess(ctx, identity);
+  if (d.kind === 'deny') return d.error;
+  return pool?.allDown() ? pool.noTargetError(ctx) : undefined;
 }

@@ -126,8 +126,11 @@ export class Exchange implements Job, Watcher {
       this.settle('rejected', new ProxyError('BAD_REQUEST', ctx.targetError));
       return;
     }
-    const d = await rt.decide(ctx);
-    if (this.ended) return;
+    let d = rt.decide(ctx);
+    if (d instanceof Promise) {
+      d = await d;
+      if (this.ended) return;
+    }
     if (this.clientClosed) {
       this.settle('client_abort');
       return;
@@ -137,8 +140,11 @@ export class Exchange implements Job, Watcher {
       return;
     }
     // Access control and the all-targets-down 503, before any rate-limit token or queue slot is taken.
-    const refused = await admissionGate(ctx, rt.identity, rt.pools.get(ctx.route!.upstream.name));
-    if (this.ended) return;
+    let refused = admissionGate(ctx, rt.identity, rt.pools.get(ctx.route!.upstream.name));
+    if (refused instanceof Promise) {
+      refused = await refused;
+      if (this.ended) return;
+    }
     if (refused) {
       this.settle('rejected', refused);
       return;

@@ -42,8 +42,11 @@ export class Runtime {
     this.pools = pools;
   }
 
-  /** Route, client address, identity and class of a request (also used by `sluice explain`). */
-  async decide(ctx: RequestContext): Promise<Decision | undefined> {
+  /**
+   * Route, client address, identity and class of a request (also used by `sluice explain`). Synchronous (no
+   * promise, no extra turn) unless a class needs verified JWT claims.
+   */
+  decide(ctx: RequestContext): Decision | undefined | Promise<Decision | undefined> {
     const strip = this.policy.trustedHeaders;
     if (strip.length > 0 && !this.clientIp.peerTrusted(ctx.peer)) {
       // Only trusted proxies may set these; from anyone else they are forgeries.
@@ -52,7 +55,16 @@ export class Runtime {
     ctx.route = this.router.match(ctx);
     if (!ctx.route) return undefined;
     ctx.clientIp = this.clientIp.of(ctx.req, ctx.peer);
-    if (this.identity && this.classifier.needsClaims) ctx.claims = await this.identity.verify(ctx.req);
+    if (this.identity && this.classifier.needsClaims) {
+      return this.identity.verify(ctx.req).then((claims) => {
+        ctx.claims = claims;
+        return this.classify(ctx);
+      });
+    }
+    return this.classify(ctx);
+  }
+
+  private classify(ctx: RequestContext): Decision {
     const d = this.classifier.classify(ctx);
     ctx.klass = d.klass;
     ctx.rule = d.rule;
