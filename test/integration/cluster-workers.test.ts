@@ -80,6 +80,8 @@ test('/status and /metrics show the whole machine, per worker', async () => {
     const x = (await status()).workers.map((w) => w.status!.upstreams[0]!.cluster!.share);
     return x[0]! + x[1]! === CAP;
   }, 3000, 'shares settled');
+  // Each worker learns the member count at its next renewal: wait for both to have seen the other.
+  await waitFor(async () => (await status()).workers.every((w) => w.status!.upstreams[0]!.cluster!.instances === 2), 3000, 'both members seen');
   const s = await status();
   assert.deepEqual(s.workers.map((w) => w.worker), [1, 2]);
   const shares = s.workers.map((w) => w.status!.upstreams[0]!.cluster!);
