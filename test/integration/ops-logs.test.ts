@@ -173,6 +173,8 @@ test('tracing: one start-up line (off, or on with its endpoint); export failures
     OTEL_EXPORTER_OTLP_TIMEOUT: '500',
   });
   try {
+    // Log lines may reach the pipe after the ready line: wait for them, then check there is exactly one.
+    await waitFor(() => lines(off).some((l) => /^tracing /.test(l.msg)) && lines(on).some((l) => /^tracing /.test(l.msg)), 5000, 'start-up tracing lines');
     assert.deepEqual(lines(off).filter((l) => /^tracing /.test(l.msg)).map((l) => l.tracing), [false]);
     const start = lines(on).filter((l) => /^tracing /.test(l.msg));
     assert.equal(start.length, 1);
