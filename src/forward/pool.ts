@@ -21,13 +21,15 @@ import { ProxyError } from '../errors.js';
 import type { Clock } from '../clock.js';
 import type { RequestContext } from '../accept/context.js';
 import type { HashKey, Target, UpstreamPolicy, UpstreamProtocol } from '../policy/types.js';
-import { createAgent, createH2, sameTransport, type H2Target } from './clients/index.js';
+import { createAgent, createH1, createH2, sameTransport, type H1Target, type H2Target } from './clients/index.js';
 import { createBalancer, type Balancer } from './balance.js';
 import { HealthChecker, freshCheckState, sameHealthCheck, type CheckState } from './health.js';
 import { SessionTable, appCookieFromResponse, appendSetCookie, requestCookie, stickyCookie, targetToken } from './sticky.js';
 
 export class PooledTarget {
-  /** HTTP/1.1 keep-alive agent (https.Agent with the upstream's TLS settings for https:// targets). */
+  /** HTTP/1.1: the undici pool most requests use (undefined for h2/h2c). */
+  readonly h1: H1Target | undefined;
+  /** HTTP/1.1 keep-alive agent for the requests undici does not take (https.Agent with the upstream's TLS settings for https:// targets). */
   readonly agent: Agent;
   /** The target's HTTP/2 session holder (protocol h2 or h2c); undefined for HTTP/1.1. */
   readonly h2: H2Target | undefined;
@@ -52,6 +54,7 @@ export class PooledTarget {
     connectTimeoutMs = 5_000,
   ) {
     this.agent = createAgent(target, ka);
+    this.h1 = createH1(target, protocol, ka, connectTimeoutMs);
     this.h2 = createH2(target, protocol, ka, connectTimeoutMs);
     this.token = targetToken(upstreamName, target.url);
   }
@@ -353,6 +356,7 @@ export class UpstreamPool {
     this.stopChecks();
     for (const m of this.members) {
       m.h2?.retire();
+      m.h1?.retire();
       m.agent.maxFreeSockets = 0;
       for (const list of Object.values(m.agent.freeSockets)) for (const s of list ?? []) s.destroy();
     }
@@ -363,6 +367,7 @@ export class UpstreamPool {
     this.stopChecks();
     for (const m of this.members) {
       m.agent.destroy();
+      m.h1?.destroy();
       m.h2?.destroy();
     }
   }

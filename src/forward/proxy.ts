@@ -72,7 +72,8 @@ function onReq(req: InboundRequest, options: RequestOptions): ClientRequest {
   applyFraming(headers, a.framing);
   a.opts.hooks.onUpstreamHeaders?.(a.ctx, headers);
   applyRequestRules(a.ctx, options);
-  const up = openRequest(a.member, options);
+  const up = openRequest(a.member, options, { hasBody: a.framing.kind !== 'none', bodyIdleMs: a.pool.upstream.idleTimeoutMs });
+  (up as ClientRequest & { [kState]?: Attempt })[kState] = a;
   // http2-proxy listens for errors only after a microtask, and not at all when the request was
   // aborted meanwhile; an exchange that ends in that gap destroys `up`: never an unhandled error.
   up.on('error', noop);
@@ -90,7 +91,9 @@ function onReq(req: InboundRequest, options: RequestOptions): ClientRequest {
   // produce response headers within timeout. One timer, re-armed on connect.
   const first = Math.min(up2.connectTimeoutMs, up2.timeoutMs);
   a.timer = a.opts.clock.setTimer(() => onDeadline(a, first === up2.timeoutMs), first);
-  up.once('socket', onSocket);
+  // undici's requests may be connected already (a pooled connection was free).
+  if (up.socket) onSocket.call(up, up.socket);
+  else up.once('socket', onSocket);
   return up;
 }
 
@@ -270,7 +273,7 @@ export async function forward(
       await proxy.web(inbound as never, ctx.res as never, {
         hostname: member.target.hostname,
         port: member.target.port,
-        onReq: onReqTagged as never,
+        onReq: onReq as never,
         onRes: onRes as never,
       });
       if (ctx.upstreamHeadersAt > 0) {
@@ -310,12 +313,6 @@ export function abortForward(inbound: InboundRequest): void {
   if (!a) return;
   a.cancelled = true;
   a.upstreamReq?.destroy();
-}
-
-function onReqTagged(req: InboundRequest, options: RequestOptions): ClientRequest {
-  const up = onReq(req, options);
-  (up as ClientRequest & { [kState]?: Attempt })[kState] = (req as WithState)[kState];
-  return up;
 }
 
 function noop(): void {}
