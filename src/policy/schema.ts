@@ -291,7 +291,7 @@ export const Upstream = Strict({
   keepAlive: Type.Optional(Strict(
     {
       maxSockets: Type.Optional(Type.Integer({ minimum: 1, description: 'Max sockets per target. Default 256.' })),
-      maxFreeSockets: Type.Optional(Type.Integer({ minimum: 0, description: 'Idle sockets kept per target. Default 64.' })),
+      maxFreeSockets: Type.Optional(Type.Integer({ minimum: 0, description: 'Idle sockets kept per target for requests sent through node:http (Expect; https targets by IP without SNI name). Default 64.' })),
       idleTimeout: Type.Optional(Duration('Idle pooled sockets are closed after this. Default 30s.')),
     },
     { description: 'Keep-alive connection pool to each target.' },
