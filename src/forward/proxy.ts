@@ -13,7 +13,7 @@ import type { PooledTarget, UpstreamPool } from './pool.js';
 import type { Policy } from '../policy/types.js';
 import { addForwardedHeaders } from './headers.js';
 import { applyFraming, guardBody, framingOf, type BodyFraming } from './framing.js';
-import { describeTlsError, openRequest } from './clients/index.js';
+import { describeTlsError, onUpstreamComplete, openRequest } from './clients/index.js';
 import { grpcStatusToTrailers } from '../accept/grpc.js';
 import { applyRequestRules, applyResponseRules } from './rewrite.js';
 
@@ -198,15 +198,16 @@ function onRes(req: InboundRequest, res: InboundResponse, proxyRes: IncomingMess
   if (proxyRes.trailers && res.addTrailers) proxyRes.once('end', () => res.addTrailers(proxyRes.trailers));
   if (a.opts.hooks.upstreamDone) {
     (proxyRes as IncomingMessage & { [kState]?: Attempt })[kState] = a;
-    proxyRes.on('end', onUpstreamEnd);
+    // undici's response: as soon as the target has sent it all, even if the client still reads.
+    if (!onUpstreamComplete(proxyRes, onUpstreamEnd)) proxyRes.on('end', onUpstreamEnd);
   }
   body.pipe(res as NodeJS.WritableStream);
 }
 
-function onUpstreamEnd(this: IncomingMessage & { [kState]?: Attempt }): void {
+function onUpstreamEnd(this: NodeJS.ReadableStream & { [kState]?: Attempt }): void {
   const a = this[kState];
-  // After Node's own 'end' listener has queued the socket's return to the agent
-  // (a nextTick), so the next request started by upstreamDone reuses this socket.
+  // After the connection is back in its pool (node:http: Node's own 'end' listener queues
+  // that in a nextTick; undici: once its onComplete returns), so the next request reuses it.
   if (a) process.nextTick(upstreamDone, a);
 }
 

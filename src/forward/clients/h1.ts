@@ -109,6 +109,8 @@ class H1Response extends Readable {
   /** undici's resume of the connection's reads; called when a consumer wants more after onData returned false. */
   resumeUpstream: () => void = noop;
   upstreamPaused = false;
+  /** Called once the target has sent the whole response (before a slow consumer has read it). */
+  onUpstreamComplete: (() => void) | undefined;
 
   constructor(
     readonly statusCode: number,
@@ -285,6 +287,7 @@ class H1Request extends EventEmitter implements Dispatcher.DispatchHandler {
       Object.assign(res.trailers, nodeHeaders(t));
     }
     res.complete = true;
+    res.onUpstreamComplete?.();
     res.push(null);
   }
 
@@ -311,6 +314,16 @@ class H1Request extends EventEmitter implements Dispatcher.DispatchHandler {
     if (this.dispatching) setImmediate(emitError, this, err);
     else this.emit('error', err);
   }
+}
+
+/**
+ * Calls `fn` (with the response as `this`) once the target has sent all of an undici response,
+ * which may be before its reader has consumed it; false for other responses (use their 'end').
+ */
+export function onUpstreamComplete(res: Readable, fn: (this: Readable) => void): boolean {
+  if (!(res instanceof H1Response)) return false;
+  res.onUpstreamComplete = fn.bind(res);
+  return true;
 }
 
 function emitError(req: H1Request, err: Error): void {
