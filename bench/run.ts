@@ -31,7 +31,7 @@ const SCENARIOS: Scenario[] = [s1, s2, s3, s4, s5, s6, s7, s8, s9, s10, s11, s12
 const QUICK_TRIMS = [
   'Quick mode trims, to finish in under 3 minutes on 2 cores (drop `--quick` for the real figures):',
   '- runs of 1 s instead of 10 s, without warm-ups (1–3);',
-  '- fewer peers (the others are listed as "skipped in quick mode"): pass-through keeps direct, NGINX, HAProxy and sluice; large bodies and HTTP/2 keep NGINX and sluice; priority keeps HAProxy priority-class and sluice premium/free; bandwidth keeps sluice only (no NGINX `limit_rate` beside it);',
+  '- fewer peers (the others are listed as "skipped in quick mode"): pass-through keeps direct, NGINX, HAProxy, bare http2-proxy and the three sluice rows (the #12 targets compare them); large bodies and HTTP/2 keep NGINX and sluice; priority keeps HAProxy priority-class and sluice premium/free; bandwidth keeps sluice only (no NGINX `limit_rate` beside it);',
   '- bandwidth: one 6 MB download instead of 20 MB, eight 1.5 MB downloads instead of 8 × 6 MiB (the start burst, 1/10 s of the rate, weighs more in short downloads);',
   '- queue scale: connections held 1 s instead of 15 s; rate limits: 2 s of offered load instead of 10 s; shaped-download memory: 2 s per run instead of 15 s, the 1,000,000-key run once instead of 3 times;',
   '- soak: 25 s instead of 180 s, reloads every 2 s instead of 5 s.',

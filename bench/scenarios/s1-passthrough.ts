@@ -54,7 +54,7 @@ export const scenario: Scenario = {
       ['sluice', sluiceReason ? notRun(sluiceReason) : () => startSluice(ctx.tmp, oneClassPolicy(backend.port), 'sluice')],
       ['sluice-multiclass', sluiceReason ? notRun(sluiceReason) : () => startSluice(ctx.tmp, multiClassPolicy(backend.port), 'sluice-multiclass')],
       ['sluice-traced', sluiceReason ? notRun(sluiceReason) : () => startSluice(ctx.tmp, oneClassPolicy(backend.port), 'sluice-traced', otelEnv)],
-    ], { quickOnly: ['direct', 'nginx', 'haproxy', 'sluice'] });
+    ], { quickOnly: ['direct', 'nginx', 'haproxy', 'http2-proxy', 'sluice', 'sluice-multiclass', 'sluice-traced'] });
     const commands: string[] = [backend.command];
     const configs: Record<string, string> = {};
     for (const s of slots) {
@@ -88,6 +88,7 @@ export const scenario: Scenario = {
         const verdict = !Number.isFinite(m) ? 'not measured' : m >= need ? 'met' : `**missed** (${((m / t.low) * 100).toFixed(0)}% of ${t.text})`;
         body.push(`| ${name} | ${t.text} | ${fmt(m)} | ${verdict} |`);
       }
+      body.push('', ...leanPathTargets(stats));
       return { body, commands, configs };
     } finally {
       await stopAll(slots);
@@ -96,3 +97,33 @@ export const scenario: Scenario = {
     }
   },
 };
+
+/**
+ * Issue #12's lean-request-path targets, from the same run: multi-class sluice against bare
+ * http2-proxy (req/s >= 1.0x, CPU per request <= 1.1x, p99 no worse) and tracing on against off
+ * (req/s >= 0.85x).
+ */
+function leanPathTargets(stats: { name: string; rps: { median: number }; cpuUsPerReq: { median: number }; p99: { median: number } }[]): string[] {
+  const get = (n: string) => stats.find((x) => x.name === n);
+  const bare = get('http2-proxy');
+  const multi = get('sluice-multiclass');
+  const plain = get('sluice');
+  const traced = get('sluice-traced');
+  const ratio = (a: number | undefined, b: number | undefined): number => (a !== undefined && b !== undefined && b > 0 ? a / b : NaN);
+  const row = (what: string, target: string, value: number, ok: (v: number) => boolean, unit = '×'): string =>
+    `| ${what} | ${target} | ${Number.isFinite(value) ? `${fmt(value, 2)}${unit}` : 'not measured'} | ${!Number.isFinite(value) ? 'n/a' : ok(value) ? 'met' : '**missed**'} |`;
+  const rps = ratio(multi?.rps.median, bare?.rps.median);
+  const cpu = ratio(multi?.cpuUsPerReq.median, bare?.cpuUsPerReq.median);
+  const p99 = ratio(multi?.p99.median, bare?.p99.median);
+  const trace = ratio(traced?.rps.median, plain?.rps.median);
+  return [
+    'Targets of issue #12 (lean request path), medians of this run:',
+    '',
+    '| figure | target | measured | verdict |',
+    '|---|---|---|---|',
+    row('sluice-multiclass req/s ÷ http2-proxy req/s', '≥ 1.0× (longer goal 1.5×)', rps, (v) => v >= 1.0),
+    row('sluice-multiclass CPU µs/req ÷ http2-proxy CPU µs/req', '≤ 1.1×', cpu, (v) => v <= 1.1),
+    row('sluice-multiclass p99 ÷ http2-proxy p99 (64 connections)', '≤ 1.0×', p99, (v) => v <= 1.0),
+    row('sluice-traced req/s ÷ sluice req/s', '≥ 0.85×', trace, (v) => v >= 0.85),
+  ];
+}
