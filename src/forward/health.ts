@@ -6,7 +6,9 @@
  * `healthyThreshold` passes in a row bring it back. Targets start healthy and
  * are checked at once (a dead target is known within one timeout).
  *
- * Checks go through their own agent (one socket per target), outside the
+ * Checks speak the upstream's protocol (Envoy's health checker uses the
+ * cluster's codec): HTTP/1.1 through their own agent (one socket per target),
+ * h2/h2c through one HTTP/2 session per target of their own. They run outside the
  * scheduler: they never hold a slot of maxConcurrent nor a rate-limit token,
  * and never count as requests in metrics. They work next to the passive
  * outlier detection of pool.ts: a target is used only when both agree.
@@ -15,7 +17,8 @@ import { Agent, request, type ClientRequest, type IncomingMessage } from 'node:h
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Clock, TimerHandle } from '../clock.js';
 import { tlsConnectOptions } from './clients/tls.js';
-import type { HealthCheckPolicy, Target } from '../policy/types.js';
+import { H2Target } from './clients/h2.js';
+import type { HealthCheckPolicy, Target, UpstreamProtocol } from '../policy/types.js';
 
 /** What a checker reads and writes on each target (PooledTarget). */
 export interface Checked {
@@ -49,6 +52,8 @@ export class HealthChecker {
   private readonly httpsAgent = new HttpsAgent({ keepAlive: true, maxSockets: 1, maxFreeSockets: 1 });
   private readonly timers = new Map<Checked, TimerHandle>();
   private readonly inFlight = new Set<ClientRequest>();
+  /** h2/h2c upstreams: the checks' own session per target, kept open between checks. */
+  private readonly sessions = new Map<Checked, H2Target>();
   private stopped = false;
 
   constructor(
@@ -57,6 +62,8 @@ export class HealthChecker {
     private readonly clock: Clock,
     /** Called after a target changes state. */
     private readonly onChange: (m: Checked) => void = () => {},
+    /** The upstream's protocol, which the checks speak. */
+    private readonly protocol: UpstreamProtocol = 'http1',
   ) {}
 
   start(): void {
@@ -73,6 +80,8 @@ export class HealthChecker {
     this.inFlight.clear();
     this.agent.destroy();
     this.httpsAgent.destroy();
+    for (const h2 of this.sessions.values()) h2.destroy();
+    this.sessions.clear();
   }
 
   private schedule(m: Checked, ms: number): void {
@@ -93,15 +102,7 @@ export class HealthChecker {
       this.record(m, status, error);
       this.schedule(m, p.intervalMs);
     };
-    const tls = m.target.tls;
-    const req = (tls ? httpsRequest : request)({
-      ...(tls ? { ...tlsConnectOptions(tls), agent: this.httpsAgent } : { agent: this.agent }),
-      hostname: m.target.hostname,
-      port: m.target.port,
-      method: 'GET',
-      path: p.path,
-      headers: { host: `${m.target.hostname}:${m.target.port}`, 'user-agent': 'sluice-health-check', accept: '*/*' },
-    });
+    const req = this.open(m);
     this.inFlight.add(req);
     const timer = this.clock.setTimer(() => {
       finish(0, `no answer within ${p.timeoutMs} ms`);
@@ -119,6 +120,28 @@ export class HealthChecker {
     });
     req.on('error', (err: NodeJS.ErrnoException) => finish(0, err.code ?? err.message));
     req.end();
+  }
+
+  private open(m: Checked): ClientRequest {
+    const t = m.target;
+    const options = {
+      hostname: t.hostname,
+      port: t.port,
+      method: 'GET',
+      path: this.policy.path,
+      headers: { host: `${t.hostname}:${t.port}`, 'user-agent': 'sluice-health-check', accept: '*/*' },
+    };
+    if (this.protocol !== 'http1') {
+      let h2 = this.sessions.get(m);
+      if (!h2) {
+        // Idle between checks is one interval: keep the session a few intervals past that.
+        h2 = new H2Target(t, { idleTimeoutMs: Math.max(3 * this.policy.intervalMs, 10_000), connectTimeoutMs: this.policy.timeoutMs });
+        this.sessions.set(m, h2);
+      }
+      return h2.request(options);
+    }
+    const tls = t.tls;
+    return (tls ? httpsRequest : request)({ ...options, ...(tls ? { ...tlsConnectOptions(tls), agent: this.httpsAgent } : { agent: this.agent }) });
   }
 
   passes(status: number): boolean {

@@ -196,7 +196,7 @@ export class UpstreamPool {
     this.checker?.stop();
     this.checker = undefined;
     if (u.healthCheck) {
-      this.checker = new HealthChecker(this.members, u.healthCheck, this.clock);
+      this.checker = new HealthChecker(this.members, u.healthCheck, this.clock, undefined, u.protocol);
       this.checker.start();
     } else {
       for (const m of this.members) {

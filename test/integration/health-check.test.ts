@@ -128,3 +128,50 @@ routes:
     await closeAll(bs);
   }
 });
+
+test('h2c-only targets are health-checked over HTTP/2 (the upstream protocol), and a failing one leaves the rotation', async () => {
+  const { createServer: createH2c } = await import('node:http2');
+  let healthy = true;
+  let checks = 0;
+  const seen: string[] = [];
+  // HTTP/2 with prior knowledge only: an HTTP/1.1 request gets no answer.
+  const h2 = createH2c((req, res) => {
+    if (req.url === '/healthz') {
+      checks++;
+      seen.push(req.httpVersion);
+      res.writeHead(healthy ? 200 : 503).end();
+      return;
+    }
+    res.writeHead(200, { 'x-backend-id': 'h2c' }).end('ok');
+  });
+  await new Promise<void>((r) => h2.listen(0, '127.0.0.1', r));
+  const url = `http://127.0.0.1:${(h2.address() as AddressInfo).port}`;
+  const s = await startSluice(`upstreams:
+  - name: app
+    targets: [${url}]
+    protocol: h2c
+    healthCheck: { path: /healthz, interval: 100ms, timeout: 500ms, healthyThreshold: 1, unhealthyThreshold: 1 }
+routes:
+  - upstream: app
+classes:
+  - name: only
+defaultClass: only
+`);
+  try {
+    await waitFor(async () => ((await status(s)).upstreams[0]!.targets[0]!.check?.runs ?? 0) >= 3, 5000, 'checks ran');
+    const t = (await status(s)).upstreams[0]!.targets[0]!;
+    assert.equal(t.healthy, true, `h2c target healthy (last error: ${t.check?.lastError})`);
+    assert.ok(checks >= 3 && seen.every((v) => v === '2.0'), `checks over HTTP/2: ${seen.join(',')}`);
+    assert.equal((await get(`${s.url}/x`)).status, 200);
+    healthy = false;
+    await waitFor(async () => !(await status(s)).upstreams[0]!.targets[0]!.healthy, 5000, 'marked unhealthy');
+    assert.equal((await get(`${s.url}/x`)).status, 503);
+    healthy = true;
+    await waitFor(async () => (await status(s)).upstreams[0]!.targets[0]!.healthy, 5000, 'back');
+    assert.equal((await get(`${s.url}/x`)).status, 200);
+    await assertIdle(s);
+  } finally {
+    await s.stop();
+    await new Promise<void>((r) => h2.close(() => r()));
+  }
+});
