@@ -3,6 +3,8 @@
  * `ws`). The exchange around it (pipeline/exchange.ts) is the same as for any
  * request: URL length, route, class, rate limit, queue and slot. This step adds
  * what the HTTP forward step does for requests: the X-Forwarded-* headers, the
+ * route's path rewrite and header rules (response rules on the 101), the sticky
+ * session cookie, the
  * upstream's connect timeout and its response-headers timeout (an upstream that
  * neither switches protocols nor answers within `timeout`: 504), and outlier
  * feedback to the pool (refused, reset or timed-out targets count as failures).
@@ -20,6 +22,7 @@ import type { Clock, TimerHandle } from '../clock.js';
 import type { RequestContext } from '../accept/context.js';
 import type { UpstreamPool } from './pool.js';
 import { addForwardedHeaders } from './headers.js';
+import { applyRequestRules, applyResponseRules } from './rewrite.js';
 
 export interface WebSocketForward {
   clock: Clock;
@@ -58,6 +61,7 @@ export async function forwardWebSocket(
         const headers = (options.headers ??= {}) as OutgoingHttpHeaders;
         addForwardedHeaders(headers, ctx, o.peerTrusted);
         o.onUpstreamHeaders?.(ctx, headers);
+        applyRequestRules(ctx, options);
         // wss:// to an https:// target, with the upstream's TLS settings (an HTTP/1.1 upgrade, whatever its protocol).
         const tls = member.target.tls;
         const up = tls ? httpsRequest({ ...options, ...tlsConnectOptions(tls) }) : request(options);
@@ -99,6 +103,10 @@ export async function forwardWebSocket(
         };
         up.once('upgrade', (res: IncomingMessage) => {
           answered(res);
+          // Before http2-proxy writes the 101 from these headers (its listener comes after this one).
+          const h = res.headers as Record<string, string | string[] | undefined>;
+          applyResponseRules(ctx, h);
+          pool.onResponse(ctx, member, h);
           opened = true;
           pool.succeeded(member);
           o.onOpen?.();

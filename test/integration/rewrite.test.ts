@@ -65,3 +65,57 @@ routes:
     await b.close();
   }
 });
+
+test('WebSocket handshakes get the route rewrite, header rules (101 response rules too) and the sticky cookie', async () => {
+  const { createServer } = await import('node:http');
+  const { WebSocketServer, WebSocket } = await import('ws');
+  const server = createServer((_req, res) => res.writeHead(404).end());
+  const wss = new WebSocketServer({ server });
+  const seen: { url: string; headers: Record<string, string | string[] | undefined> }[] = [];
+  wss.on('headers', (h) => h.push('X-Backend: internal', 'X-Kept: yes'));
+  wss.on('connection', (ws, req) => {
+    seen.push({ url: req.url ?? '', headers: req.headers });
+    ws.on('message', (m) => ws.send(`echo:${m.toString()}`));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  const s = await startSluice(`upstreams:
+  - name: app
+    targets: [http://127.0.0.1:${port}]
+    sticky: { cookie: srv, ttl: 1h }
+routes:
+  - name: ws
+    match: { pathPrefix: /api/ }
+    upstream: app
+    rewrite: { stripPrefix: /api }
+    requestHeaders: { set: { x-env: prod }, remove: [x-debug] }
+    responseHeaders: { set: { x-frame-options: DENY }, remove: [x-backend] }
+`);
+  try {
+    const ws = new WebSocket(`${s.url.replace('http', 'ws')}/api/chat?room=1`, { headers: { 'x-debug': '1' } });
+    const upgrade = new Promise<Record<string, string | string[] | undefined>>((resolve) => ws.once('upgrade', (res) => resolve(res.headers)));
+    const echoed = await new Promise<string>((resolve, reject) => {
+      ws.on('open', () => ws.send('hi'));
+      ws.on('message', (m) => resolve(m.toString()));
+      ws.on('error', reject);
+    });
+    const h = await upgrade;
+    ws.close();
+    assert.equal(echoed, 'echo:hi');
+    assert.equal(seen.length, 1);
+    assert.equal(seen[0]!.url, '/chat?room=1', 'path rewritten, query kept');
+    assert.equal(seen[0]!.headers['x-env'], 'prod');
+    assert.equal(seen[0]!.headers['x-debug'], undefined);
+    assert.equal(h['x-frame-options'], 'DENY');
+    assert.equal(h['x-backend'], undefined);
+    assert.equal(h['x-kept'], 'yes');
+    const cookie = ([] as string[]).concat(h['set-cookie'] ?? []).find((c) => c.startsWith('srv='));
+    assert.ok(cookie, `sticky cookie on the 101: ${JSON.stringify(h['set-cookie'])}`);
+    await assertIdle(s);
+  } finally {
+    await s.stop();
+    wss.close();
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+  }
+});
