@@ -107,15 +107,13 @@ async function serve(argv: string[]): Promise<void> {
     port: port(values.port, '--port'),
     adminPort: port(values['admin-port'], '--admin-port'),
     workers,
+    watch: values.watch,
     log,
     fail,
     fmtHost,
   };
   if (isWorker()) return runWorker(serveArgs);
-  if (workers > 1) {
-    if (values.watch) log.warn('--watch is not supported with --workers; use SIGHUP or POST /reload');
-    return runPrimary(serveArgs);
-  }
+  if (workers > 1) return runPrimary(serveArgs);
   let sluice: Sluice;
   try {
     sluice = await Sluice.fromFile(values.config, {

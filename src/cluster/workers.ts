@@ -17,6 +17,7 @@ import type { AddressInfo } from 'node:net';
 import { availableParallelism } from 'node:os';
 import { loadPolicyFile, formatIssue } from '../policy/load.js';
 import type { Policy } from '../policy/types.js';
+import { PolicyWatcher } from '../policy/watch.js';
 import { createAdminServer } from '../admin/server.js';
 import type { Logger } from '../telemetry/log.js';
 import { Sluice, PolicyLoadError, summarize } from '../main.js';
@@ -45,6 +46,8 @@ export interface ServeArgs {
   port: number | undefined;
   adminPort: number | undefined;
   workers: number;
+  /** serve --watch: the primary reloads every worker when the policy or a file it names changes. */
+  watch?: boolean;
   log: Logger;
   fail(msg: string, code?: number): never;
   fmtHost(h: string): string;
@@ -268,6 +271,8 @@ export async function runPrimary(a: ServeArgs): Promise<void> {
   for (let i = 1; i <= a.workers; i++) fork(i);
   await allReady;
   started = true;
+  // --watch: the same reload as SIGHUP, on a change of the policy or a file it names (policy/watch.ts).
+  if (a.watch) new PolicyWatcher({ currentPolicy: () => policy, reload });
 
   admin = createAdminServer({
     status: () => undefined,

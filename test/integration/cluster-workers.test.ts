@@ -205,3 +205,19 @@ test('clients resetting at every moment (queued, in flight) across the workers: 
   assert.ok(load.statuses.get(200)! > 0);
   // afterEach: in flight and queued return to zero on every worker.
 });
+
+test('--watch with --workers: a change of the policy file reloads every worker', async () => {
+  const own = await startSluice(policy(), ['--workers', '2', '--watch']);
+  try {
+    const st = (): Promise<Status> => getJson<Status>(`${own.admin}/status`);
+    await waitFor(async () => (await st()).workers.length === 2, 10_000, 'both workers up');
+    await writeFile(own.configFile, policy(6));
+    await waitFor(
+      async () => (await st()).workers.every((w) => w.status?.classes.find((k) => k.name === 'premium')?.weight === 6),
+      5000,
+      'every worker reloaded by the watch',
+    );
+  } finally {
+    await own.stop();
+  }
+});
