@@ -36,7 +36,9 @@ import { forward, abortForward } from '../forward/proxy.js';
 import { forwardWebSocket, type WebSocketAttempt } from '../forward/websocket.js';
 import { RequestBody, hasBody } from '../forward/request-body.js';
 import { RateWatch } from '../forward/buffer.js';
+import { setRequestIdHeader } from '../forward/request-id.js';
 import type { Runtime } from './runtime.js';
+import type { Decision } from '../classify/classifier.js';
 import { admissionGate } from '../classify/access.js';
 import { sampleOf } from '../schedule/limit/feedback.js';
 import { closerOf, watch, unwatch, type Watcher } from './client-watch.js';
@@ -102,7 +104,11 @@ export class Exchange implements Job, Watcher {
       this.settle('client_abort');
       return;
     }
-    this.admit().catch(this.internalError);
+    try {
+      this.admit();
+    } catch (err) {
+      this.internalError(err);
+    }
   }
 
   /** A bug, not a client or upstream failure: logged, and the exchange still ends once. */
@@ -112,8 +118,11 @@ export class Exchange implements Job, Watcher {
   };
 
   // ---- admitted ----
+  // Plain calls from arrival to the scheduler: a step that must wait (a JWT to verify, a
+  // Redis rate limit, a body to buffer) continues from its promise; the others cost no
+  // promise and no turn of the event loop.
 
-  private async admit(): Promise<void> {
+  private admit(): void {
     const ctx = this.ctx;
     const rt = this.rt;
     const maxUrl = rt.policy.limits.maxUrlLength;
@@ -126,11 +135,18 @@ export class Exchange implements Job, Watcher {
       this.settle('rejected', new ProxyError('BAD_REQUEST', ctx.targetError));
       return;
     }
-    let d = rt.decide(ctx);
+    const d = rt.decide(ctx);
     if (d instanceof Promise) {
-      d = await d;
-      if (this.ended) return;
+      d.then((v) => {
+        if (!this.ended) this.decided(v);
+      }).catch(this.internalError);
+      return;
     }
+    this.decided(d);
+  }
+
+  private decided(d: Decision | undefined): void {
+    const ctx = this.ctx;
     if (this.clientClosed) {
       this.settle('client_abort');
       return;
@@ -140,11 +156,18 @@ export class Exchange implements Job, Watcher {
       return;
     }
     // Access control and the all-targets-down 503, before any rate-limit token or queue slot is taken.
-    let refused = admissionGate(ctx, rt.identity, rt.pools.get(ctx.route!.upstream.name));
+    const refused = admissionGate(ctx, this.rt.identity, this.rt.pools.get(ctx.route!.upstream.name));
     if (refused instanceof Promise) {
-      refused = await refused;
-      if (this.ended) return;
+      refused.then((r) => {
+        if (!this.ended) this.gated(d, r);
+      }).catch(this.internalError);
+      return;
     }
+    this.gated(d, refused);
+  }
+
+  private gated(d: Decision, refused: ProxyError | undefined): void {
+    const ctx = this.ctx;
     if (refused) {
       this.settle('rejected', refused);
       return;
@@ -161,25 +184,35 @@ export class Exchange implements Job, Watcher {
     }
     ctx.queuedAt = this.p.clock.now();
     if (d.klass.rateLimit) {
-      let v = this.p.admission.admit(ctx, d.klass);
-      if (v instanceof Promise) v = await v;
-      if (this.ended) {
-        // Gone while Redis answered: a token reserved for later goes back.
-        if (v.kind === 'delay') v.limiter.refund(v.key, v.shared);
+      const v = this.p.admission.admit(ctx, d.klass);
+      if (v instanceof Promise) {
+        v.then((x) => this.limited(x, d.klass.name)).catch(this.internalError);
         return;
       }
-      if (v.kind === 'reject') {
-        const cs = this.p.scheduler.classState(d.klass.name);
-        if (cs) cs.rejected.rate_limited++;
-        this.settle('rate_limited', v.error);
-        return;
-      }
-      if (v.kind === 'delay') {
-        this.hold(v);
-        return;
-      }
+      this.limited(v, d.klass.name);
+      return;
     }
-    this.readBody().catch(this.internalError);
+    this.readBody();
+  }
+
+  /** The rate limit's answer. */
+  private limited(v: AdmitDecision, className: string): void {
+    if (this.ended) {
+      // Gone while Redis answered: a token reserved for later goes back.
+      if (v.kind === 'delay') v.limiter.refund(v.key, v.shared);
+      return;
+    }
+    if (v.kind === 'reject') {
+      const cs = this.p.scheduler.classState(className);
+      if (cs) cs.rejected.rate_limited++;
+      this.settle('rate_limited', v.error);
+      return;
+    }
+    if (v.kind === 'delay') {
+      this.hold(v);
+      return;
+    }
+    this.readBody();
   }
 
   // ---- delayed ----
@@ -195,12 +228,16 @@ export class Exchange implements Job, Watcher {
     this.delay = undefined;
     if (this.state !== 'delayed') return;
     this.token = undefined; // spent
-    this.readBody().catch(this.internalError);
+    try {
+      this.readBody();
+    } catch (err) {
+      this.internalError(err);
+    }
   };
 
   // ---- buffering ----
 
-  private async readBody(): Promise<void> {
+  private readBody(): void {
     const ctx = this.ctx;
     if (!this.isWebSocket && hasBody(ctx.req)) {
       const policy = this.rt.policy;
@@ -219,10 +256,17 @@ export class Exchange implements Job, Watcher {
       this.body = body;
       if (body.buffered) {
         this.state = 'buffering';
-        await body.fill();
-        if (this.state !== 'buffering') return;
+        body.fill().then(() => {
+          if (this.state === 'buffering') this.enqueue();
+        }).catch(this.internalError);
+        return;
       }
     }
+    this.enqueue();
+  }
+
+  private enqueue(): void {
+    const ctx = this.ctx;
     this.state = 'queued';
     this.p.scheduler.submit(this, ctx.klass!, ctx.route!.upstream);
   }
@@ -421,6 +465,7 @@ export class Exchange implements Job, Watcher {
       return;
     }
     if (this.body && !this.body.complete && this.ctx.req.httpVersionMajor === 1) res.setHeader('connection', 'close');
+    setRequestIdHeader(this.ctx);
     sendProblem(res, err);
   }
 }

@@ -63,6 +63,15 @@ export class AccessLog {
   };
 }
 
+const kCtx = Symbol('sluice.bytesOut');
+type Counted = NodeJS.ReadableStream & { [kCtx]?: RequestContext };
+
+/** 'data' on a response body: module-level, so no closure per request. */
+function countOut(this: Counted, c: Buffer | string): void {
+  const ctx = this[kCtx];
+  if (ctx) ctx.bytesOut += typeof c === 'string' ? Buffer.byteLength(c) : c.length;
+}
+
 /** The given hooks plus body byte counts on ctx (bytesIn to the upstream, bytesOut to the client). */
 export function withByteCounts(hooks: ForwardHooks): ForwardHooks {
   const prevBody = hooks.responseBody;
@@ -72,9 +81,8 @@ export function withByteCounts(hooks: ForwardHooks): ForwardHooks {
     responseBody(ctx: RequestContext, body: IncomingMessage): NodeJS.ReadableStream {
       const out = prevBody ? prevBody(ctx, body) : body;
       // A second 'data' listener beside the pipe sees the same chunks; pause/resume still apply.
-      out.on('data', (c: Buffer | string) => {
-        ctx.bytesOut += typeof c === 'string' ? Buffer.byteLength(c) : c.length;
-      });
+      (out as Counted)[kCtx] = ctx;
+      out.on('data', countOut);
       return out;
     },
     requestBody(ctx: RequestContext, up: ClientRequest): void {
