@@ -112,10 +112,12 @@ export class Exchange implements Job, Watcher {
   }
 
   /** A bug, not a client or upstream failure: logged, and the exchange still ends once. */
-  private readonly internalError = (err: unknown): void => {
+  // (Methods, not arrow-function fields: a field would allocate a closure per request
+  // even when, as usually, it is never called; the rare callers bind or wrap them.)
+  private internalError(err: unknown): void {
     this.p.log.error({ err }, 'request admission failed unexpectedly');
     this.settle('upstream_error', new ProxyError('UPSTREAM_RESET', 'internal admission error', { className: this.ctx.klass?.name }));
-  };
+  }
 
   // ---- admitted ----
   // Plain calls from arrival to the scheduler: a step that must wait (a JWT to verify, a
@@ -139,7 +141,7 @@ export class Exchange implements Job, Watcher {
     if (d instanceof Promise) {
       d.then((v) => {
         if (!this.ended) this.decided(v);
-      }).catch(this.internalError);
+      }).catch((err: unknown) => this.internalError(err));
       return;
     }
     this.decided(d);
@@ -160,7 +162,7 @@ export class Exchange implements Job, Watcher {
     if (refused instanceof Promise) {
       refused.then((r) => {
         if (!this.ended) this.gated(d, r);
-      }).catch(this.internalError);
+      }).catch((err: unknown) => this.internalError(err));
       return;
     }
     this.gated(d, refused);
@@ -186,7 +188,7 @@ export class Exchange implements Job, Watcher {
     if (d.klass.rateLimit) {
       const v = this.p.admission.admit(ctx, d.klass);
       if (v instanceof Promise) {
-        v.then((x) => this.limited(x, d.klass.name)).catch(this.internalError);
+        v.then((x) => this.limited(x, d.klass.name)).catch((err: unknown) => this.internalError(err));
         return;
       }
       this.limited(v, d.klass.name);
@@ -221,10 +223,10 @@ export class Exchange implements Job, Watcher {
   private hold(d: Extract<AdmitDecision, { kind: 'delay' }>): void {
     this.state = 'delayed';
     this.token = { key: d.key, shared: d.shared, limiter: d.limiter };
-    this.delay = this.p.clock.setTimer(this.afterDelay, d.ms);
+    this.delay = this.p.clock.setTimer(() => this.afterDelay(), d.ms);
   }
 
-  private readonly afterDelay = (): void => {
+  private afterDelay(): void {
     this.delay = undefined;
     if (this.state !== 'delayed') return;
     this.token = undefined; // spent
@@ -233,7 +235,7 @@ export class Exchange implements Job, Watcher {
     } catch (err) {
       this.internalError(err);
     }
-  };
+  }
 
   // ---- buffering ----
 
@@ -251,14 +253,14 @@ export class Exchange implements Job, Watcher {
         idleMs: policy.timeouts.requestBodyIdleMs,
         maxBytes: ctx.maxBodySize,
         className: ctx.klass?.name,
-        onError: this.onBodyError,
+        onError: (err) => this.onBodyError(err),
       });
       this.body = body;
       if (body.buffered) {
         this.state = 'buffering';
         body.fill().then(() => {
           if (this.state === 'buffering') this.enqueue();
-        }).catch(this.internalError);
+        }).catch((err: unknown) => this.internalError(err));
         return;
       }
     }
@@ -271,10 +273,10 @@ export class Exchange implements Job, Watcher {
     this.p.scheduler.submit(this, ctx.klass!, ctx.route!.upstream);
   }
 
-  private readonly onBodyError = (err: ProxyError | Error): void => {
+  private onBodyError(err: ProxyError | Error): void {
     if (err instanceof ProxyError) this.settle('rejected', err);
     else this.settle('client_abort');
-  };
+  }
 
   // ---- queued (the scheduler's Job) ----
 
@@ -368,9 +370,13 @@ export class Exchange implements Job, Watcher {
    */
   watchClientReads(out: NodeJS.ReadableStream): void {
     if (this.rt.policy.timeouts.minBodyRate <= 0) return;
-    out.once('pause', () => {
-      if (this.state === 'forwarding' || this.state === 'draining') this.startClientWatch(out);
-    });
+    (out as Paced)[kPaced] = this;
+    out.on('pause', onFirstPause);
+  }
+
+  /** @internal The client's side was full for the first time (onFirstPause). */
+  firstPause(out: NodeJS.ReadableStream): void {
+    if (this.state === 'forwarding' || this.state === 'draining') this.startClientWatch(out);
   }
 
   private startClientWatch(out: NodeJS.ReadableStream): void {
@@ -468,6 +474,17 @@ export class Exchange implements Job, Watcher {
     setRequestIdHeader(this.ctx);
     sendProblem(res, err);
   }
+}
+
+const kPaced = Symbol('sluice.paced');
+type Paced = NodeJS.ReadableStream & { [kPaced]?: Exchange };
+
+/** 'pause' on a response body, once: module-level, so no closure or once-wrapper per request. */
+function onFirstPause(this: Paced): void {
+  this.removeListener('pause', onFirstPause);
+  const ex = this[kPaced];
+  this[kPaced] = undefined;
+  ex?.firstPause(this);
 }
 
 /** How a forwarding error ends an exchange. */

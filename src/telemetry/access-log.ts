@@ -118,12 +118,27 @@ export class AccessLog {
 }
 
 const kCtx = Symbol('sluice.bytesOut');
-type Counted = NodeJS.ReadableStream & { [kCtx]?: RequestContext };
+const kWrite = Symbol('sluice.write');
+type WriteFn = (chunk: unknown, encoding?: unknown, cb?: unknown) => boolean;
+type Counted = { [kCtx]?: RequestContext; [kWrite]?: WriteFn; write: WriteFn };
 
-/** 'data' on a response body: module-level, so no closure per request. */
-function countOut(this: Counted, c: Buffer | string): void {
+/**
+ * The client response's write, counting body bytes on the way: module-level (no closure),
+ * and no second 'data' listener on the body (which would also cost a resume() turn).
+ */
+function countingWrite(this: Counted, chunk: unknown, encoding?: unknown, cb?: unknown): boolean {
   const ctx = this[kCtx];
-  if (ctx) ctx.bytesOut += typeof c === 'string' ? Buffer.byteLength(c) : c.length;
+  if (ctx && chunk) ctx.bytesOut += typeof chunk === 'string' ? Buffer.byteLength(chunk) : (chunk as Buffer).length;
+  return this[kWrite]!.call(this, chunk, encoding, cb);
+}
+
+const kIn = Symbol('sluice.writeUp');
+
+/** The upstream request's write, counting request body bytes (as countingWrite). */
+function countingUpWrite(this: Counted & { [kIn]?: WriteFn }, chunk: unknown, encoding?: unknown, cb?: unknown): boolean {
+  const ctx = this[kCtx];
+  if (ctx && chunk) ctx.bytesIn += typeof chunk === 'string' ? Buffer.byteLength(chunk) : (chunk as Buffer).length;
+  return this[kIn]!.call(this, chunk, encoding, cb);
 }
 
 /** The given hooks plus body byte counts on ctx (bytesIn to the upstream, bytesOut to the client). */
@@ -134,18 +149,21 @@ export function withByteCounts(hooks: ForwardHooks): ForwardHooks {
     ...hooks,
     responseBody(ctx: RequestContext, body: IncomingMessage): NodeJS.ReadableStream {
       const out = prevBody ? prevBody(ctx, body) : body;
-      // A second 'data' listener beside the pipe sees the same chunks; pause/resume still apply.
-      (out as Counted)[kCtx] = ctx;
-      out.on('data', countOut);
+      // What is piped to the client is counted as the client's response is written.
+      const res = ctx.res as unknown as Counted;
+      res[kCtx] = ctx;
+      if (res.write !== countingWrite) {
+        res[kWrite] = res.write;
+        res.write = countingWrite;
+      }
       return out;
     },
     requestBody(ctx: RequestContext, up: ClientRequest): void {
       prevReq?.(ctx, up);
-      const write = up.write;
-      up.write = function (this: ClientRequest, chunk: unknown, ...rest: unknown[]): boolean {
-        if (chunk) ctx.bytesIn += typeof chunk === 'string' ? Buffer.byteLength(chunk) : (chunk as Buffer).length;
-        return (write as (...args: unknown[]) => boolean).call(this, chunk, ...rest);
-      } as ClientRequest['write'];
+      const u = up as unknown as Counted & { [kIn]?: WriteFn };
+      u[kCtx] = ctx;
+      u[kIn] = u.write;
+      u.write = countingUpWrite;
     },
   };
 }
