@@ -65,7 +65,7 @@ export class Exchange implements Job, Watcher {
   private ws: WebSocketAttempt | undefined;
   private clientWatch: RateWatch | undefined;
   /** The response body chain (buffer … client) while a response is being relayed; destroyed by settle. */
-  private responseStreams: NodeJS.ReadableStream[] = [];
+  private responseStreams: NodeJS.ReadableStream[] | undefined = undefined;
   /** A WebSocket tunnel is open: its close is its normal end. */
   private tunnelOpen = false;
 
@@ -451,8 +451,8 @@ export class Exchange implements Job, Watcher {
       else if (!this.isWebSocket) abortForward(this.inbound);
     }
     if (this.body && !this.body.destroyed) this.body.destroy();
-    if (outcome !== 'forwarded') for (const r of this.responseStreams) (r as NodeJS.ReadableStream & { destroy?(): void }).destroy?.();
-    this.responseStreams = [];
+    if (outcome !== 'forwarded' && this.responseStreams) for (const r of this.responseStreams) (r as NodeJS.ReadableStream & { destroy?(): void }).destroy?.();
+    this.responseStreams = undefined;
     this.p.live.delete(this);
     this.p.finish(ctx, outcome);
   }
