@@ -74,7 +74,9 @@ export const scenario: Scenario = {
         '',
         ...throughputTable(stats, 'direct', 'sluice'),
         '',
-        `sluice-traced exports to a local OTLP/HTTP receiver; the receiver got ${rx.requests} export requests (${fmt(rx.bytes / 1024, 0)} KiB) during the whole scenario${rx.requests === 0 ? ' — i.e. no spans were exported, so that row measures sluice with OTEL_* set but not a working exporter' : ''}.`,
+        `sluice-traced exports to a local OTLP/HTTP receiver; the receiver got ${rx.requests} export requests (${fmt(rx.bytes / 1024, 0)} KiB) during the whole scenario${
+          rx.requests > 0 ? '' : slots.find((x) => x.name === 'sluice-traced')?.peer ? ' — i.e. no spans were exported, so that row measures sluice with OTEL_* set but not a working exporter' : ' (the sluice-traced row was not run)'
+        }.`,
         '',
         'Targets from the issue (met: at least 80% of a "~" figure, or at least the low end of a range):',
         '',

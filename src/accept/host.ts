@@ -28,9 +28,20 @@ const reject = (detail: string): AuthorityCheck => ({ kind: 'reject', status: 40
 const REG_NAME = /^(?:[A-Za-z0-9\-._~!$&'()*+,;=]|%[0-9A-Fa-f]{2})*$/;
 const IPV_FUTURE = /^v[0-9A-Fa-f]+\.[A-Za-z0-9\-._~!$&'()*+,;=:]+$/;
 
+/** Authorities found valid lately: a client sends the same Host on every request (a pure check, so safe to remember). */
+const validSeen = new Set<string>();
+const VALID_SEEN_MAX = 256;
+
 /** Whether `value` is a valid `host[:port]` (RFC 3986 authority without userinfo). Empty is valid (RFC 9112 §3.2). */
 export function isValidAuthority(value: string): boolean {
-  if (value === '') return true;
+  if (value === '' || validSeen.has(value)) return true;
+  if (!authoritySyntax(value)) return false;
+  if (validSeen.size >= VALID_SEEN_MAX) validSeen.clear();
+  validSeen.add(value);
+  return true;
+}
+
+function authoritySyntax(value: string): boolean {
   let host: string;
   let port: string | undefined;
   if (value.startsWith('[')) {

@@ -151,6 +151,10 @@ export class Listener {
       if (isH2 && n < PREFACE.length) return; // wait for enough bytes to be sure
       socket.removeListener('data', onData);
       socket.pause();
+      const first = seen;
+      // The 'close' listener above shares this closure's scope: let go of the bytes now,
+      // or every connection would hold its first chunk for as long as it stays open.
+      seen = undefined;
       if (isH2) {
         // The http2 session reads the socket's handle directly, past any unshifted bytes,
         // so it gets a stream that replays what was sniffed and then relays the socket.
@@ -160,11 +164,11 @@ export class Listener {
           localPort: socket.localPort ?? 0,
         };
         this.pendingSocket = socket;
-        this.http2.emit('connection', new Replay(socket, seen));
+        this.http2.emit('connection', new Replay(socket, first));
         this.pendingPeer = undefined;
         this.pendingSocket = undefined;
       } else {
-        socket.unshift(seen);
+        socket.unshift(first);
         this.http1.emit('connection', socket);
         socket.resume();
       }

@@ -14,6 +14,7 @@
 import type { OutgoingHttpHeaders, RequestOptions } from 'node:http';
 import type { RequestContext } from '../accept/context.js';
 import type { RequestHeaderRules, ResponseHeaderRules, RewritePolicy } from '../policy/types.js';
+import { withRequestId } from './request-id.js';
 
 /** The rewritten path (without query). */
 export function rewritePath(rw: RewritePolicy, path: string): string {
@@ -63,8 +64,12 @@ export function applyRequestRules(ctx: RequestContext, options: RequestOptions):
   if (route.requestHeaders) applyRequestHeaderRules(route.requestHeaders, (options.headers ??= {}) as OutgoingHttpHeaders);
 }
 
-/** The route's response header rules, on the upstream response headers before they are written. */
+/**
+ * What sluice adds to the upstream response headers before they are written: the
+ * request id (forward/request-id.ts), then the route's response header rules.
+ */
 export function applyResponseRules(ctx: RequestContext, headers: Record<string, string | string[] | undefined>): void {
+  withRequestId(ctx, headers);
   const rules = ctx.route?.responseHeaders;
   if (rules) applyResponseHeaderRules(rules, headers);
 }

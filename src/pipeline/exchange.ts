@@ -36,7 +36,9 @@ import { forward, abortForward } from '../forward/proxy.js';
 import { forwardWebSocket, type WebSocketAttempt } from '../forward/websocket.js';
 import { RequestBody, hasBody } from '../forward/request-body.js';
 import { RateWatch } from '../forward/buffer.js';
+import { setRequestIdHeader } from '../forward/request-id.js';
 import type { Runtime } from './runtime.js';
+import type { Decision } from '../classify/classifier.js';
 import { admissionGate } from '../classify/access.js';
 import { sampleOf } from '../schedule/limit/feedback.js';
 import { closerOf, watch, unwatch, type Watcher } from './client-watch.js';
@@ -63,7 +65,7 @@ export class Exchange implements Job, Watcher {
   private ws: WebSocketAttempt | undefined;
   private clientWatch: RateWatch | undefined;
   /** The response body chain (buffer … client) while a response is being relayed; destroyed by settle. */
-  private responseStreams: NodeJS.ReadableStream[] = [];
+  private responseStreams: NodeJS.ReadableStream[] | undefined = undefined;
   /** A WebSocket tunnel is open: its close is its normal end. */
   private tunnelOpen = false;
 
@@ -102,18 +104,27 @@ export class Exchange implements Job, Watcher {
       this.settle('client_abort');
       return;
     }
-    this.admit().catch(this.internalError);
+    try {
+      this.admit();
+    } catch (err) {
+      this.internalError(err);
+    }
   }
 
   /** A bug, not a client or upstream failure: logged, and the exchange still ends once. */
-  private readonly internalError = (err: unknown): void => {
+  // (Methods, not arrow-function fields: a field would allocate a closure per request
+  // even when, as usually, it is never called; the rare callers bind or wrap them.)
+  private internalError(err: unknown): void {
     this.p.log.error({ err }, 'request admission failed unexpectedly');
     this.settle('upstream_error', new ProxyError('UPSTREAM_RESET', 'internal admission error', { className: this.ctx.klass?.name }));
-  };
+  }
 
   // ---- admitted ----
+  // Plain calls from arrival to the scheduler: a step that must wait (a JWT to verify, a
+  // Redis rate limit, a body to buffer) continues from its promise; the others cost no
+  // promise and no turn of the event loop.
 
-  private async admit(): Promise<void> {
+  private admit(): void {
     const ctx = this.ctx;
     const rt = this.rt;
     const maxUrl = rt.policy.limits.maxUrlLength;
@@ -126,11 +137,18 @@ export class Exchange implements Job, Watcher {
       this.settle('rejected', new ProxyError('BAD_REQUEST', ctx.targetError));
       return;
     }
-    let d = rt.decide(ctx);
+    const d = rt.decide(ctx);
     if (d instanceof Promise) {
-      d = await d;
-      if (this.ended) return;
+      d.then((v) => {
+        if (!this.ended) this.decided(v);
+      }).catch((err: unknown) => this.internalError(err));
+      return;
     }
+    this.decided(d);
+  }
+
+  private decided(d: Decision | undefined): void {
+    const ctx = this.ctx;
     if (this.clientClosed) {
       this.settle('client_abort');
       return;
@@ -140,11 +158,18 @@ export class Exchange implements Job, Watcher {
       return;
     }
     // Access control and the all-targets-down 503, before any rate-limit token or queue slot is taken.
-    let refused = admissionGate(ctx, rt.identity, rt.pools.get(ctx.route!.upstream.name));
+    const refused = admissionGate(ctx, this.rt.identity, this.rt.pools.get(ctx.route!.upstream.name));
     if (refused instanceof Promise) {
-      refused = await refused;
-      if (this.ended) return;
+      refused.then((r) => {
+        if (!this.ended) this.gated(d, r);
+      }).catch((err: unknown) => this.internalError(err));
+      return;
     }
+    this.gated(d, refused);
+  }
+
+  private gated(d: Decision, refused: ProxyError | undefined): void {
+    const ctx = this.ctx;
     if (refused) {
       this.settle('rejected', refused);
       return;
@@ -161,25 +186,35 @@ export class Exchange implements Job, Watcher {
     }
     ctx.queuedAt = this.p.clock.now();
     if (d.klass.rateLimit) {
-      let v = this.p.admission.admit(ctx, d.klass);
-      if (v instanceof Promise) v = await v;
-      if (this.ended) {
-        // Gone while Redis answered: a token reserved for later goes back.
-        if (v.kind === 'delay') v.limiter.refund(v.key, v.shared);
+      const v = this.p.admission.admit(ctx, d.klass);
+      if (v instanceof Promise) {
+        v.then((x) => this.limited(x, d.klass.name)).catch((err: unknown) => this.internalError(err));
         return;
       }
-      if (v.kind === 'reject') {
-        const cs = this.p.scheduler.classState(d.klass.name);
-        if (cs) cs.rejected.rate_limited++;
-        this.settle('rate_limited', v.error);
-        return;
-      }
-      if (v.kind === 'delay') {
-        this.hold(v);
-        return;
-      }
+      this.limited(v, d.klass.name);
+      return;
     }
-    this.readBody().catch(this.internalError);
+    this.readBody();
+  }
+
+  /** The rate limit's answer. */
+  private limited(v: AdmitDecision, className: string): void {
+    if (this.ended) {
+      // Gone while Redis answered: a token reserved for later goes back.
+      if (v.kind === 'delay') v.limiter.refund(v.key, v.shared);
+      return;
+    }
+    if (v.kind === 'reject') {
+      const cs = this.p.scheduler.classState(className);
+      if (cs) cs.rejected.rate_limited++;
+      this.settle('rate_limited', v.error);
+      return;
+    }
+    if (v.kind === 'delay') {
+      this.hold(v);
+      return;
+    }
+    this.readBody();
   }
 
   // ---- delayed ----
@@ -188,19 +223,23 @@ export class Exchange implements Job, Watcher {
   private hold(d: Extract<AdmitDecision, { kind: 'delay' }>): void {
     this.state = 'delayed';
     this.token = { key: d.key, shared: d.shared, limiter: d.limiter };
-    this.delay = this.p.clock.setTimer(this.afterDelay, d.ms);
+    this.delay = this.p.clock.setTimer(() => this.afterDelay(), d.ms);
   }
 
-  private readonly afterDelay = (): void => {
+  private afterDelay(): void {
     this.delay = undefined;
     if (this.state !== 'delayed') return;
     this.token = undefined; // spent
-    this.readBody().catch(this.internalError);
-  };
+    try {
+      this.readBody();
+    } catch (err) {
+      this.internalError(err);
+    }
+  }
 
   // ---- buffering ----
 
-  private async readBody(): Promise<void> {
+  private readBody(): void {
     const ctx = this.ctx;
     if (!this.isWebSocket && hasBody(ctx.req)) {
       const policy = this.rt.policy;
@@ -214,23 +253,30 @@ export class Exchange implements Job, Watcher {
         idleMs: policy.timeouts.requestBodyIdleMs,
         maxBytes: ctx.maxBodySize,
         className: ctx.klass?.name,
-        onError: this.onBodyError,
+        onError: (err) => this.onBodyError(err),
       });
       this.body = body;
       if (body.buffered) {
         this.state = 'buffering';
-        await body.fill();
-        if (this.state !== 'buffering') return;
+        body.fill().then(() => {
+          if (this.state === 'buffering') this.enqueue();
+        }).catch((err: unknown) => this.internalError(err));
+        return;
       }
     }
+    this.enqueue();
+  }
+
+  private enqueue(): void {
+    const ctx = this.ctx;
     this.state = 'queued';
     this.p.scheduler.submit(this, ctx.klass!, ctx.route!.upstream);
   }
 
-  private readonly onBodyError = (err: ProxyError | Error): void => {
+  private onBodyError(err: ProxyError | Error): void {
     if (err instanceof ProxyError) this.settle('rejected', err);
     else this.settle('client_abort');
-  };
+  }
 
   // ---- queued (the scheduler's Job) ----
 
@@ -324,9 +370,13 @@ export class Exchange implements Job, Watcher {
    */
   watchClientReads(out: NodeJS.ReadableStream): void {
     if (this.rt.policy.timeouts.minBodyRate <= 0) return;
-    out.once('pause', () => {
-      if (this.state === 'forwarding' || this.state === 'draining') this.startClientWatch(out);
-    });
+    (out as Paced)[kPaced] = this;
+    out.on('pause', onFirstPause);
+  }
+
+  /** @internal The client's side was full for the first time (onFirstPause). */
+  firstPause(out: NodeJS.ReadableStream): void {
+    if (this.state === 'forwarding' || this.state === 'draining') this.startClientWatch(out);
   }
 
   private startClientWatch(out: NodeJS.ReadableStream): void {
@@ -401,8 +451,8 @@ export class Exchange implements Job, Watcher {
       else if (!this.isWebSocket) abortForward(this.inbound);
     }
     if (this.body && !this.body.destroyed) this.body.destroy();
-    if (outcome !== 'forwarded') for (const r of this.responseStreams) (r as NodeJS.ReadableStream & { destroy?(): void }).destroy?.();
-    this.responseStreams = [];
+    if (outcome !== 'forwarded' && this.responseStreams) for (const r of this.responseStreams) (r as NodeJS.ReadableStream & { destroy?(): void }).destroy?.();
+    this.responseStreams = undefined;
     this.p.live.delete(this);
     this.p.finish(ctx, outcome);
   }
@@ -421,8 +471,20 @@ export class Exchange implements Job, Watcher {
       return;
     }
     if (this.body && !this.body.complete && this.ctx.req.httpVersionMajor === 1) res.setHeader('connection', 'close');
+    setRequestIdHeader(this.ctx);
     sendProblem(res, err);
   }
+}
+
+const kPaced = Symbol('sluice.paced');
+type Paced = NodeJS.ReadableStream & { [kPaced]?: Exchange };
+
+/** 'pause' on a response body, once: module-level, so no closure or once-wrapper per request. */
+function onFirstPause(this: Paced): void {
+  this.removeListener('pause', onFirstPause);
+  const ex = this[kPaced];
+  this[kPaced] = undefined;
+  ex?.firstPause(this);
 }
 
 /** How a forwarding error ends an exchange. */

@@ -26,19 +26,40 @@ export interface LiveClassFigures {
   totalP99: number | null;
 }
 
+/**
+ * Samples in parallel typed arrays: recording allocates nothing (an object per
+ * sample would live for thousands of requests, be promoted and cost old-generation
+ * collections).
+ */
 class Ring {
-  readonly items: (Sample | undefined)[];
+  readonly at: Float64Array;
+  readonly queueMs: Float64Array;
+  readonly totalMs: Float64Array;
+  readonly ok: Uint8Array;
   next = 0;
   size = 0;
   /** Clock time of the first sample: a class seen for less than the window is rated over its age. */
   since = 0;
   constructor(readonly capacity: number) {
-    this.items = new Array<Sample | undefined>(capacity);
+    this.at = new Float64Array(capacity);
+    this.queueMs = new Float64Array(capacity);
+    this.totalMs = new Float64Array(capacity);
+    this.ok = new Uint8Array(capacity);
   }
-  push(s: Sample): void {
-    this.items[this.next] = s;
-    this.next = (this.next + 1) % this.capacity;
+  push(at: number, queueMs: number, totalMs: number, ok: boolean): void {
+    const i = this.next;
+    this.at[i] = at;
+    this.queueMs[i] = queueMs;
+    this.totalMs[i] = totalMs;
+    this.ok[i] = ok ? 1 : 0;
+    this.next = i + 1 === this.capacity ? 0 : i + 1;
     if (this.size < this.capacity) this.size++;
+  }
+  /** The samples held, as objects (read only when the dashboard asks). */
+  samples(): Sample[] {
+    const out: Sample[] = [];
+    for (let i = 0; i < this.size; i++) out.push({ at: this.at[i]!, queueMs: this.queueMs[i]!, totalMs: this.totalMs[i]!, ok: this.ok[i] === 1 });
+    return out;
   }
 }
 
@@ -60,13 +81,13 @@ export class LiveStats {
       this.rings.set(name, (r = new Ring(this.capacity)));
       r.since = now;
     }
-    r.push({ at: now, queueMs: ctx.queueMs, totalMs: now - ctx.start, ok: ctx.outcome === 'forwarded' && ctx.status < 500 });
+    r.push(now, ctx.queueMs, now - ctx.start, ctx.outcome === 'forwarded' && ctx.status < 500);
   };
 
   figures(className: string): LiveClassFigures {
     const now = this.clock.now();
     const r = this.rings.get(className);
-    const recent = (r?.items ?? []).filter((s): s is Sample => s !== undefined && now - s.at <= this.windowMs);
+    const recent = (r?.samples() ?? []).filter((s) => now - s.at <= this.windowMs);
     // A full ring whose oldest sample is still in the window covers less than the window.
     const full = r !== undefined && r.size === r.capacity && recent.length === r.capacity;
     const spanMs =

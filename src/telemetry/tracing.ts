@@ -17,6 +17,12 @@
  * never reach an upstream. Export goes through the SDK's BatchSpanProcessor
  * (bounded queue, drops when full): it never blocks or fails a request.
  *
+ * Cost: the sampler (OTEL_TRACES_SAMPLER) decides once, when the SERVER span is
+ * started; a request it drops gets no queue or CLIENT span and no attributes,
+ * only its span context for traceparent. The SERVER span's attributes are set
+ * in one call when it ends. No context manager is registered (parents are always
+ * explicit), so the process runs without the AsyncLocalStorage hook.
+ *
  * W3C Trace Context (issue 16.7), with the SDK's W3CTraceContextPropagator:
  * a traceparent that does not parse (wrong length, upper-case hex, all-zero
  * ids, version ff, version 00 with extra fields, several traceparent headers)
@@ -46,6 +52,8 @@ import {
   propagation,
   trace,
   type Attributes,
+  type Context,
+  type ContextManager,
   type Span,
   type Tracer,
 } from '@opentelemetry/api';
@@ -58,9 +66,15 @@ import { systemClock, type Clock } from '../clock.js';
 export class RequestTrace {
   client: Span | undefined = undefined;
   queueDone = false;
-  /** Response body bytes sent to the client (counted only while tracing). */
-  bytes = 0;
-  constructor(readonly server: Span) {}
+  /**
+   * The sampler kept this request. When it did not, `server` is the SDK's
+   * non-recording stand-in (it only carries the span context that goes upstream
+   * and into the log): no child span is started and no attribute is computed.
+   */
+  readonly recording: boolean;
+  constructor(readonly server: Span) {
+    this.recording = server.isRecording();
+  }
 
   get traceId(): string {
     return this.server.spanContext().traceId;
@@ -85,6 +99,29 @@ export function tracesExporterFromEnv(env: NodeJS.ProcessEnv): string | undefine
   return undefined;
 }
 
+/**
+ * Every span sluice starts names its parent explicitly, so no ambient context
+ * is kept. The SDK's default (AsyncLocalStorage, on Node 20 an async hook) would
+ * run code for every promise, tick and socket of the process, traced or not.
+ */
+class ExplicitContextOnly implements ContextManager {
+  active(): Context {
+    return ROOT_CONTEXT;
+  }
+  with<A extends unknown[], F extends (...args: A) => ReturnType<F>>(_ctx: Context, fn: F, thisArg?: ThisParameterType<F>, ...args: A): ReturnType<F> {
+    return fn.call(thisArg, ...args);
+  }
+  bind<T>(_ctx: Context, target: T): T {
+    return target;
+  }
+  enable(): this {
+    return this;
+  }
+  disable(): this {
+    return this;
+  }
+}
+
 /** The process-wide SDK: NodeSDK registers global providers, so it is started once and shared. */
 let shared: { sdk: NodeSDK; refs: number } | undefined;
 
@@ -93,20 +130,6 @@ export interface TracingOptions {
   version?: string;
   /** The clock of the request timestamps (performance.now() based). Default: the system clock. */
   clock?: Clock;
-}
-
-const kTrace = Symbol('sluice.trace');
-type Tagged = object & { [kTrace]?: RequestTrace };
-
-/** 'pipe' on the client response: count what the source emits. Module-level so no closure per request. */
-function onPipe(this: Tagged, src: NodeJS.ReadableStream): void {
-  (src as Tagged)[kTrace] = this[kTrace];
-  src.on('data', countBytes);
-}
-
-function countBytes(this: Tagged, chunk: Buffer | string): void {
-  const t = this[kTrace];
-  if (t) t.bytes += chunk.length;
 }
 
 function epoch(t: number): number {
@@ -142,6 +165,7 @@ export class Tracing {
         // service.name from OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES wins over this default (env detector).
         resource: resourceFromAttributes({ 'service.name': 'sluice', ...(opts.version ? { 'service.version': opts.version } : {}) }),
         instrumentations: [],
+        contextManager: new ExplicitContextOnly(),
         metricReaders: [],
         logRecordProcessors: [],
       });
@@ -159,6 +183,14 @@ export class Tracing {
   /** ForwardHooks.onUpstreamHeaders: opens the CLIENT span and injects its context upstream. */
   readonly onUpstreamHeaders = (ctx: RequestContext, headers: OutgoingHttpHeaders): void => {
     const t = ctx.trace ?? this.begin(ctx);
+    // Only the propagator's view goes upstream: an unparsable parent's tracestate must not.
+    delete headers.traceparent;
+    delete headers.tracestate;
+    if (!t.recording) {
+      // Sampled out: the upstream continues the trace (its sampled flag off) from the SERVER span's context.
+      propagation.inject(trace.setSpan(ROOT_CONTEXT, t.server), headers, defaultTextMapSetter);
+      return;
+    }
     const now = this.clock.now();
     if (!t.queueDone) this.queueSpan(ctx, t, now);
     if (t.client) {
@@ -167,82 +199,77 @@ export class Tracing {
       t.client.setStatus({ code: SpanStatusCode.ERROR, message: 'retried on a fresh connection' });
       t.client.end(epoch(now));
     }
-    // Only the propagator's view goes upstream: an unparsable parent's tracestate must not.
-    delete headers.traceparent;
-    delete headers.tracestate;
-    const parent = trace.setSpan(ROOT_CONTEXT, t.server);
-    let attrs: Attributes | undefined;
-    if (t.server.isRecording()) {
-      const up = ctx.route!.upstream;
-      attrs = { 'http.request.method': ctx.method, 'url.path': ctx.path, 'sluice.upstream': up.name };
-      if (up.targets.length === 1) {
-        attrs['server.address'] = up.targets[0]!.hostname;
-        attrs['server.port'] = up.targets[0]!.port;
-      }
+    const up = ctx.route!.upstream;
+    const attrs: Attributes = { 'http.request.method': ctx.method, 'url.path': ctx.path, 'sluice.upstream': up.name };
+    if (up.targets.length === 1) {
+      attrs['server.address'] = up.targets[0]!.hostname;
+      attrs['server.port'] = up.targets[0]!.port;
     }
-    const client = this.tracer.startSpan(ctx.method, { kind: SpanKind.CLIENT, startTime: epoch(now), attributes: attrs }, parent);
+    const client = this.tracer.startSpan(ctx.method, { kind: SpanKind.CLIENT, startTime: epoch(now), attributes: attrs }, trace.setSpan(ROOT_CONTEXT, t.server));
     t.client = client;
     propagation.inject(trace.setSpan(ROOT_CONTEXT, client), headers, defaultTextMapSetter);
-    if (attrs !== undefined && !(ctx.res as Tagged)[kTrace]) {
-      // Count the response body as it is piped to the client (after shaping, if any).
-      (ctx.res as Tagged)[kTrace] = t;
-      ctx.res.once('pipe', onPipe);
-    }
   };
 
   /** Ends the request's spans. `now` is on the context's clock. */
   finish(ctx: RequestContext, outcome: Outcome, now: number): void {
     const t = ctx.trace ?? this.begin(ctx);
+    if (!t.recording) return; // nothing was started that needs ending
     if (!t.queueDone) this.queueSpan(ctx, t, now);
     const server = t.server;
     const end = epoch(now);
     if (t.client) {
       const c = t.client;
-      if (c.isRecording()) {
-        if (ctx.upstreamHeadersAt > 0) {
-          c.setAttribute('http.response.status_code', ctx.status);
-          c.addEvent('response.headers', epoch(ctx.upstreamHeadersAt));
-        }
-        if (ctx.status >= 400 && ctx.upstreamHeadersAt > 0) {
-          c.setAttribute('error.type', String(ctx.status));
-          c.setStatus({ code: SpanStatusCode.ERROR });
-        } else if (outcome === 'upstream_error' || outcome === 'upstream_timeout') {
-          c.setAttribute('error.type', outcome === 'upstream_timeout' ? 'timeout' : 'upstream_error');
-          c.setStatus({ code: SpanStatusCode.ERROR, message: outcome });
-        }
+      const failed = ctx.status >= 400 && ctx.upstreamHeadersAt > 0;
+      if (ctx.upstreamHeadersAt > 0) {
+        c.setAttribute('http.response.status_code', ctx.status);
+        c.addEvent('response.headers', epoch(ctx.upstreamHeadersAt));
+      }
+      if (failed) {
+        c.setAttribute('error.type', String(ctx.status));
+        c.setStatus({ code: SpanStatusCode.ERROR });
+      } else if (outcome === 'upstream_error' || outcome === 'upstream_timeout') {
+        c.setAttribute('error.type', outcome === 'upstream_timeout' ? 'timeout' : 'upstream_error');
+        c.setStatus({ code: SpanStatusCode.ERROR, message: outcome });
       }
       c.end(end);
     }
-    if (server.isRecording()) {
-      const k = ctx.klass;
-      const queuedMs = ctx.queuedAt > 0 ? (ctx.dequeuedAt > 0 ? ctx.dequeuedAt : now) - ctx.queuedAt : 0;
-      const a: Attributes = {
-        'sluice.outcome': outcome,
-        'sluice.queue.wait_ms': queuedMs,
-      };
-      if (ctx.status > 0) a['http.response.status_code'] = ctx.status;
-      if (k) {
-        a['sluice.class'] = k.name;
-        a['sluice.priority'] = k.priority;
-      }
-      const route = ctx.route;
-      if (route) {
-        a['sluice.route'] = route.name;
-        a['sluice.upstream'] = route.upstream.name;
-        a['http.route'] = route.name;
-        server.updateName(`${ctx.method} ${route.name}`);
-      }
-      if (ctx.clientIp) a['client.address'] = ctx.clientIp;
-      if (outcome === 'forwarded' && ctx.upstreamHeadersAt > 0) {
-        // Body transfer after the upstream's headers: where bandwidth shaping shows.
-        a['sluice.response.transfer_ms'] = now - ctx.upstreamHeadersAt;
-        a['http.response.body.size'] = t.bytes;
-      }
-      if (ctx.status >= 500) a['error.type'] = String(ctx.status);
-      else if (outcome === 'client_abort' || outcome === 'upstream_error' || outcome === 'upstream_timeout') a['error.type'] = outcome;
-      server.setAttributes(a);
-      if (a['error.type'] !== undefined) server.setStatus({ code: SpanStatusCode.ERROR, message: outcome });
+    // Every SERVER attribute in one call, once: what was known at arrival and what the exchange decided.
+    const req = ctx.req;
+    const k = ctx.klass;
+    const a: Attributes = {
+      'http.request.method': ctx.method,
+      'url.path': ctx.path,
+      'url.scheme': 'http',
+      'server.address': ctx.host,
+      'client.address': ctx.clientIp || ctx.peer,
+      'network.peer.address': ctx.peer,
+      'network.protocol.version': protocolVersion(req.httpVersion),
+      'user_agent.original': req.headers['user-agent'],
+      'sluice.outcome': outcome,
+      'sluice.queue.wait_ms': ctx.queuedAt > 0 ? (ctx.dequeuedAt > 0 ? ctx.dequeuedAt : now) - ctx.queuedAt : 0,
+    };
+    if (ctx.status > 0) a['http.response.status_code'] = ctx.status;
+    if (k) {
+      a['sluice.class'] = k.name;
+      a['sluice.priority'] = k.priority;
     }
+    const route = ctx.route;
+    if (route) {
+      a['sluice.route'] = route.name;
+      a['sluice.upstream'] = route.upstream.name;
+      a['http.route'] = route.name;
+      server.updateName(`${ctx.method} ${route.name}`);
+    }
+    if (outcome === 'forwarded' && ctx.upstreamHeadersAt > 0) {
+      // Body transfer after the upstream's headers: where bandwidth shaping shows.
+      a['sluice.response.transfer_ms'] = now - ctx.upstreamHeadersAt;
+      // Counted on the way to the client (telemetry/access-log.ts withByteCounts).
+      a['http.response.body.size'] = ctx.bytesOut;
+    }
+    if (ctx.status >= 500) a['error.type'] = String(ctx.status);
+    else if (outcome === 'client_abort' || outcome === 'upstream_error' || outcome === 'upstream_timeout') a['error.type'] = outcome;
+    server.setAttributes(a);
+    if (a['error.type'] !== undefined) server.setStatus({ code: SpanStatusCode.ERROR, message: outcome });
     server.end(end);
   }
 
@@ -261,28 +288,14 @@ export class Tracing {
     diag.disable();
   }
 
-  /** The SERVER span, started at the request's arrival, continuing an incoming traceparent. */
+  /**
+   * The SERVER span, started at the request's arrival, continuing an incoming
+   * traceparent. Its attributes are set once, when it ends (finish); the sampler
+   * decides from the parent and the trace id.
+   */
   private begin(ctx: RequestContext): RequestTrace {
-    const req = ctx.req;
-    const parent = propagation.extract(ROOT_CONTEXT, req.headers, defaultTextMapGetter);
-    const span = this.tracer.startSpan(
-      ctx.method,
-      {
-        kind: SpanKind.SERVER,
-        startTime: epoch(ctx.start),
-        attributes: {
-          'http.request.method': ctx.method,
-          'url.path': ctx.path,
-          'url.scheme': 'http',
-          'server.address': ctx.host,
-          'client.address': ctx.peer,
-          'network.peer.address': ctx.peer,
-          'network.protocol.version': protocolVersion(req.httpVersion),
-          'user_agent.original': req.headers['user-agent'],
-        },
-      },
-      parent,
-    );
+    const parent = propagation.extract(ROOT_CONTEXT, ctx.req.headers, defaultTextMapGetter);
+    const span = this.tracer.startSpan(ctx.method, { kind: SpanKind.SERVER, startTime: epoch(ctx.start) }, parent);
     const t = new RequestTrace(span);
     ctx.trace = t;
     return t;
@@ -291,7 +304,7 @@ export class Tracing {
   /** The queue wait as a child span, from the scheduler's timestamps. */
   private queueSpan(ctx: RequestContext, t: RequestTrace, now: number): void {
     t.queueDone = true;
-    if (ctx.queuedAt === 0 || !t.server.isRecording()) return;
+    if (ctx.queuedAt === 0) return;
     const end = ctx.dequeuedAt > 0 ? ctx.dequeuedAt : now;
     const span = this.tracer.startSpan(
       'queue',

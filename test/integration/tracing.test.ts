@@ -233,6 +233,19 @@ for (const protocol of ['http/json', 'http/protobuf'] as const) {
       assert.ok(client.startMs >= queue.endMs - 0.01);
     });
 
+    test('a sampled-out request (unsampled parent, parent-based sampler): no span exported, the trace continues upstream unsampled', async () => {
+      const traceId = '0af7651916cd43dd8448eb211c80319c';
+      const r = await get(`${sluice.url}/unsampled`, { traceparent: `00-${traceId}-b7ad6b7169203331-00` });
+      assert.equal(r.status, 200);
+      const upstreamTp = parseTraceparent((JSON.parse(r.body) as Echo).headers.traceparent);
+      assert.equal(upstreamTp.traceId, traceId);
+      assert.equal(upstreamTp.flags, '00');
+      // A sampled request after it: once its spans arrive, anything of the unsampled one would have too.
+      assert.equal((await get(`${sluice.url}/sampled-after`)).status, 200);
+      await traceOf(receiver, '/sampled-after', 3);
+      assert.equal(receiver.spans.filter((s) => s.traceId === traceId).length, 0);
+    });
+
     test('a rejected request (queue full): SERVER span with outcome and error, no CLIENT span', async () => {
       const slow = get(`${sluice.url}/slow2?delay=300`);
       await until(() => backend.inFlight === 1);
