@@ -27,6 +27,14 @@ const TARGETS: Record<string, { text: string; low: number; kind: 'approx' | 'ran
   'http2-proxy': { text: '~9.2k', low: 9_200, kind: 'approx' },
 };
 
+/**
+ * The peers log nothing per request (NGINX `access_log off`, HAProxy without a `log` line, the
+ * Node peers have no log): the sluice rows run with `log: { access: false }` to compare the same
+ * work, and one more row keeps sluice's default access log on to show what it costs.
+ */
+const NO_ACCESS_LOG = 'log: { access: false }\n';
+const ACCESS_LOG_PEER = 'sluice-multiclass + access log';
+
 export const scenario: Scenario = {
   id: 'passthrough',
   title: '1. Pass-through (1 KiB, keep-alive, 64 connections)',
@@ -51,10 +59,11 @@ export const scenario: Scenario = {
       ['haproxy', () => startHaproxy(ctx.tmp, backend.port)],
       ['http-proxy', () => startHttpProxy(backend.port)],
       ['http2-proxy', () => startHttp2Proxy(backend.port)],
-      ['sluice', sluiceReason ? notRun(sluiceReason) : () => startSluice(ctx.tmp, oneClassPolicy(backend.port), 'sluice')],
-      ['sluice-multiclass', sluiceReason ? notRun(sluiceReason) : () => startSluice(ctx.tmp, multiClassPolicy(backend.port), 'sluice-multiclass')],
-      ['sluice-traced', sluiceReason ? notRun(sluiceReason) : () => startSluice(ctx.tmp, oneClassPolicy(backend.port), 'sluice-traced', otelEnv)],
-    ], { quickOnly: ['direct', 'nginx', 'haproxy', 'http2-proxy', 'sluice', 'sluice-multiclass', 'sluice-traced'] });
+      ['sluice', sluiceReason ? notRun(sluiceReason) : () => startSluice(ctx.tmp, oneClassPolicy(backend.port) + NO_ACCESS_LOG, 'sluice')],
+      ['sluice-multiclass', sluiceReason ? notRun(sluiceReason) : () => startSluice(ctx.tmp, multiClassPolicy(backend.port) + NO_ACCESS_LOG, 'sluice-multiclass')],
+      [ACCESS_LOG_PEER, sluiceReason ? notRun(sluiceReason) : () => startSluice(ctx.tmp, multiClassPolicy(backend.port), 'sluice-multiclass-log')],
+      ['sluice-traced', sluiceReason ? notRun(sluiceReason) : () => startSluice(ctx.tmp, oneClassPolicy(backend.port) + NO_ACCESS_LOG, 'sluice-traced', otelEnv)],
+    ], { quickOnly: ['direct', 'nginx', 'haproxy', 'http2-proxy', 'sluice', 'sluice-multiclass', ACCESS_LOG_PEER, 'sluice-traced'] });
     const commands: string[] = [backend.command];
     const configs: Record<string, string> = {};
     for (const s of slots) {
@@ -71,6 +80,7 @@ export const scenario: Scenario = {
       const body: string[] = [
         `wrk, 1 thread, 64 keep-alive connections, ${duration} s per run${ctx.quick ? ' (quick mode: no warm-up)' : ` after a ${warm} s warm-up per peer`}, ${ctx.reps} interleaved runs per peer.`,
         'Response: 1 KiB body from the Node backend. "proxy CPU µs/req" is the user+system CPU time of the proxy process tree (for direct: the backend) divided by the requests wrk completed.',
+        `The sluice rows run with \`log: { access: false }\`, as the other peers log nothing per request (NGINX \`access_log off\`, HAProxy without a \`log\` line); "${ACCESS_LOG_PEER}" is the multi-class policy with sluice's default access log (one JSON line per request to stdout, buffered).`,
         '',
         ...throughputTable(stats, 'direct', 'sluice'),
         '',
