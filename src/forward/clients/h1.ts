@@ -23,7 +23,8 @@
 import { EventEmitter } from 'node:events';
 import type { ClientRequest, IncomingHttpHeaders, RequestOptions } from 'node:http';
 import { Readable } from 'node:stream';
-import { Pool, type Dispatcher } from 'undici';
+import type { Socket } from 'node:net';
+import { Pool, buildConnector, type Dispatcher } from 'undici';
 import type { Target, UpstreamPolicy } from '../../policy/types.js';
 import { tlsConnectOptions } from './tls.js';
 
@@ -69,10 +70,8 @@ export class H1Target {
       // Idle pooled connections close after this, or earlier when the target's Keep-Alive hint says so.
       keepAliveTimeout: this.ka.idleTimeoutMs,
       keepAliveMaxTimeout: this.ka.idleTimeoutMs,
-      // sluice's own timer bounds the connect (forward/proxy.ts); undici's is only a backstop.
-      connectTimeout: this.connectTimeoutMs + 1_000,
+      connect: connector(t, this.connectTimeoutMs),
       headersTimeout: 0,
-      ...(t.tls ? { connect: { ...tlsConnectOptions(t.tls) } } : {}),
     });
     pool.on('connectionError', noop);
     this.pool = pool;
@@ -94,6 +93,25 @@ export class H1Target {
     this.pool = undefined;
     if (p) void p.destroy().catch(noop);
   }
+}
+
+/** On a socket error (a reset, a broken pipe): how many bytes the connection had read, as undici's own errors tell. */
+const kBytesRead = Symbol('sluice.bytesRead');
+
+/** undici's connector, with the TLS settings of the target; socket errors note the bytes read (see onError). */
+function connector(t: Target, connectTimeoutMs: number): buildConnector.connector {
+  // sluice's own timer bounds the connect (forward/proxy.ts); undici's is only a backstop.
+  const connect = buildConnector({ ...(t.tls ? tlsConnectOptions(t.tls) : {}), timeout: connectTimeoutMs + 1_000 });
+  return (options, cb) => {
+    connect(options, (err, socket) => {
+      if (socket) socket.on('error', noteBytesRead);
+      (cb as (e: Error | null, s: Socket | null) => void)(err, socket);
+    });
+  };
+}
+
+function noteBytesRead(this: Socket, err: Error & { [kBytesRead]?: number }): void {
+  err[kBytesRead] = this.bytesRead;
 }
 
 /** The socket http2-proxy and forward/proxy.ts look at: undici tells a request about its connection only once connected. */
@@ -155,6 +173,8 @@ class H1Request extends EventEmitter implements Dispatcher.DispatchHandler {
   private onIdle: (() => void) | undefined;
   /** Inside pool.dispatch: an error now must wait until http2-proxy listens for it. */
   private dispatching = true;
+  /** The target has begun a response (a first byte of its status line, 1xx included). */
+  private responseStarted = false;
 
   constructor(pool: Pool, options: RequestOptions, hints: H1RequestHints, target: Target) {
     super();
@@ -258,6 +278,10 @@ class H1Request extends EventEmitter implements Dispatcher.DispatchHandler {
     this.emit('socket', CONNECTED);
   }
 
+  onResponseStarted(): void {
+    this.responseStarted = true;
+  }
+
   onHeaders(statusCode: number, raw: Buffer[], resume: () => void, statusText: string): boolean {
     if (this.destroyed) return false;
     if (statusCode < 200) return true; // 1xx: Node's client would emit 'information'; http2-proxy does not forward them
@@ -298,15 +322,22 @@ class H1Request extends EventEmitter implements Dispatcher.DispatchHandler {
       this.onIdle.call(this);
       if (this.destroyed) return;
     }
-    if (e.code === 'UND_ERR_SOCKET' && !this.res) {
-      // The target closed the connection before answering. On a connection that had already
-      // carried a response this is a pooled socket the target timed out (Node: ECONNRESET, reusedSocket).
-      this.reusedSocket = (e.socket?.bytesRead ?? 0) > 0;
+    const res = this.res;
+    if (res && !res.complete && e.code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' && NO_BODY.has(res.statusCode)) {
+      // A 304 may carry the Content-Length of the representation (RFC 9110 8.6), a 204 should not but does;
+      // neither has a body (undici checks the length anyway, and has closed the connection): the response is whole.
+      this.onComplete(null);
+      return;
+    }
+    if ((e.code === 'UND_ERR_SOCKET' || e.code === 'ECONNRESET' || e.code === 'EPIPE') && !res) {
+      // The target closed the connection before answering. When it had not begun an answer to this
+      // request on a connection that had already carried one, this is a pooled socket the target timed
+      // out (Node: ECONNRESET, reusedSocket). Bytes read on a fresh connection are this request's answer.
+      this.reusedSocket = !this.responseStarted && (e.socket?.bytesRead ?? (e as { [kBytesRead]?: number })[kBytesRead] ?? 0) > 0;
       e.code = 'ECONNRESET';
     }
     this.destroyed = true;
     this.body?.destroy();
-    const res = this.res;
     if (res && !res.complete) {
       res.emit('aborted');
       res.destroy(err);
@@ -329,6 +360,9 @@ export function onUpstreamComplete(res: Readable, fn: (this: Readable) => void):
 function emitError(req: H1Request, err: Error): void {
   req.emit('error', err);
 }
+
+/** Statuses that never have a body whatever their framing headers say (RFC 9112 6.3). */
+const NO_BODY = new Set([204, 304]);
 
 /** Header fields whose duplicates node:http drops (the first is kept), as in IncomingMessage#_addHeaderLine. */
 const SINGLE = new Set([
