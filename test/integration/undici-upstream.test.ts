@@ -10,6 +10,7 @@ import { request } from 'node:http';
 import { startSluice, simplePolicy, type RunningSluice } from '../helpers/sluice.js';
 import { assertDrained } from '../helpers/invariants.js';
 import { reload } from '../helpers/gateway.js';
+import { abortAfter } from '../helpers/net.js';
 
 /** What the target does with one request head: `n` counts the requests on this connection (0: first). */
 type Answer = (s: Socket, head: string, n: number) => void;
@@ -17,6 +18,8 @@ type Answer = (s: Socket, head: string, n: number) => void;
 let answer: Answer = () => {};
 /** Request lines received, in order (every request the target saw). */
 let seen: string[] = [];
+/** Connections the target accepted. */
+let connections = 0;
 let upstream: Server;
 let upstreamUrl: string;
 let sluice: RunningSluice;
@@ -24,6 +27,7 @@ let port: number;
 
 before(async () => {
   upstream = createServer((s) => {
+    connections++;
     let n = 0;
     let buf = '';
     s.on('error', () => {});
@@ -303,4 +307,20 @@ test('a reload that retires the target pool while a download is in flight: the d
   } finally {
     await s2.stop();
   }
+});
+
+test('clients gone while their request waits for a connection (maxSockets reached) cost the target no connection', async () => {
+  await warm();
+  answer = (s, head) => (head.includes('/busy') ? setTimeout(() => s.write(OK), 300) : s.write(OK));
+  const before = connections;
+  const busy = fetch(`${sluice.url}/busy`).then((r) => r.status);
+  await new Promise((r) => setTimeout(r, 50));
+  // Queued inside undici's pool behind /busy (one connection), then abandoned.
+  await Promise.all([abortAfter(`${sluice.url}/q1`, 100), abortAfter(`${sluice.url}/q2`, 100), abortAfter(`${sluice.url}/q3`, 100)]);
+  assert.equal(await busy, 200);
+  for (let i = 0; i < 3; i++) assert.equal((await fetch(`${sluice.url}/next${i}`)).status, 200);
+  // Each abandoned request used to destroy the connection it was given (undici's abort()): three new ones.
+  assert.equal(connections - before, 0, 'the pooled connection carried /busy and every later request');
+  assert.deepEqual(seen, ['GET /busy HTTP/1.1', 'GET /next0 HTTP/1.1', 'GET /next1 HTTP/1.1', 'GET /next2 HTTP/1.1']);
+  await assertDrained(sluice.admin);
 });

@@ -270,8 +270,10 @@ class H1Request extends EventEmitter implements Dispatcher.DispatchHandler {
 
   onConnect(abort: (err?: Error) => void): void {
     if (this.destroyed) {
-      abort(this.abortReason);
-      return;
+      // Gone while queued for a connection. undici's abort() would also destroy that connection (a
+      // pooled one, or one just opened for this request); a throw here errors the request before
+      // anything is written and leaves the connection to the next request.
+      throw this.abortReason ?? new Error('aborted');
     }
     this.abortUpstream = abort;
     this.socket = CONNECTED;
