@@ -13,7 +13,7 @@ import type { PooledTarget, UpstreamPool } from './pool.js';
 import type { Policy } from '../policy/types.js';
 import { addForwardedHeaders } from './headers.js';
 import { applyFraming, guardBody, framingOf, type BodyFraming } from './framing.js';
-import { describeTlsError, onUpstreamComplete, openRequest } from './clients/index.js';
+import { connectsItself, describeTlsError, onUpstreamComplete, openRequest } from './clients/index.js';
 import { grpcStatusToTrailers } from '../accept/grpc.js';
 import { applyRequestRules, applyResponseRules } from './rewrite.js';
 
@@ -88,12 +88,12 @@ function onReq(req: InboundRequest, options: RequestOptions): ClientRequest {
   a.ctx.upstreamStart = a.opts.clock.now();
   const up2 = a.pool.upstream;
   // A fresh connection must be made within connectTimeout; the whole exchange must
-  // produce response headers within timeout. One timer, re-armed on connect.
-  const first = Math.min(up2.connectTimeoutMs, up2.timeoutMs);
+  // produce response headers within timeout. One timer, re-armed on connect. undici's
+  // requests time their connect themselves (a wait for a busy pooled connection is no connect).
+  const own = connectsItself(up);
+  const first = own ? up2.timeoutMs : Math.min(up2.connectTimeoutMs, up2.timeoutMs);
   a.timer = a.opts.clock.setTimer(() => onDeadline(a, first === up2.timeoutMs), first);
-  // undici's requests may be connected already (a pooled connection was free).
-  if (up.socket) onSocket.call(up, up.socket);
-  else up.once('socket', onSocket);
+  if (!own) up.once('socket', onSocket);
   return up;
 }
 
@@ -216,13 +216,16 @@ function upstreamDone(a: Attempt): void {
 }
 
 /** `target` is '' unless the policy's errors.debug is on: the target address stays in the logs (access log `target`). */
-function mapError(err: unknown, ctx: RequestContext, target: string, upstream: string): ProxyError {
+function mapError(err: unknown, ctx: RequestContext, target: string, upstream: string, connectTimeoutMs: number): ProxyError {
   if (err instanceof ProxyError) return err;
   const at = target ? ` (${target})` : '';
   const e = err as NodeJS.ErrnoException & { connectedSocket?: boolean };
   const className = ctx.klass?.name;
   const tls = describeTlsError(err);
   if (tls) return new ProxyError('UPSTREAM_TLS', `upstream '${upstream}' (${target}): ${tls}`, { className, cause: err });
+  if (e.code === 'UND_ERR_CONNECT_TIMEOUT') {
+    return new ProxyError('UPSTREAM_UNREACHABLE', `connect to ${target || `upstream '${upstream}'`} timed out after ${connectTimeoutMs} ms`, { className, cause: err });
+  }
   if (!e.connectedSocket || ['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN'].includes(e.code ?? '')) {
     return new ProxyError('UPSTREAM_UNREACHABLE', `upstream '${upstream}'${at} unreachable: ${e.code ?? e.message}`, {
       className,
@@ -285,7 +288,7 @@ export async function forward(
     } catch (err) {
       if (clientGone(ctx) || a.cancelled) return undefined;
       const e = err as { reusedSocket?: boolean; code?: string; connectedSocket?: boolean };
-      const mapped = mapError(err, ctx, policy.errors.debug ? member.target.url : '', pool.upstream.name);
+      const mapped = mapError(err, ctx, policy.errors.debug ? member.target.url : '', pool.upstream.name, pool.upstream.connectTimeoutMs);
       // A pooled socket the backend closed while idle: safe to try once more if nothing was sent or received
       // (a request with a body may have had it read already, so it is never retried).
       const staleSocket = e.reusedSocket === true && e.code === 'ECONNRESET' && IDEMPOTENT.has(ctx.method) && framing.kind === 'none';

@@ -324,3 +324,38 @@ test('clients gone while their request waits for a connection (maxSockets reache
   assert.deepEqual(seen, ['GET /busy HTTP/1.1', 'GET /next0 HTTP/1.1', 'GET /next1 HTTP/1.1', 'GET /next2 HTTP/1.1']);
   await assertDrained(sluice.admin);
 });
+
+test('more concurrent requests than keepAlive.maxSockets wait for a pooled connection under the headers timeout, not the connect timeout', async () => {
+  answer = (s) => setTimeout(() => s.write(OK), 150);
+  const s2 = await startSluice(simplePolicy(upstreamUrl, '', '    connectTimeout: 100ms\n    timeout: 5s\n    keepAlive: { maxSockets: 2 }\n'));
+  try {
+    const before = connections;
+    // 10 requests, 2 connections, 150 ms each: the last waits ~600 ms for a connection, 6x connectTimeout.
+    const statuses = await Promise.all(Array.from({ length: 10 }, (_, i) => fetch(`${s2.url}/many${i}`).then(async (r) => (await r.text(), r.status))));
+    assert.deepEqual(statuses, Array(10).fill(200));
+    assert.equal(connections - before, 2);
+    const st = (await (await fetch(`${s2.admin}/status`)).json()) as { upstreams: { targets: { consecutiveFailures: number }[] }[] };
+    assert.equal(st.upstreams[0]!.targets[0]!.consecutiveFailures, 0, 'waiting for a connection is no failure of the target');
+    await assertDrained(s2.admin);
+  } finally {
+    await s2.stop();
+  }
+});
+
+test('an https target (SNI name, so undici) that never answers the TLS handshake: 502 after connectTimeout, named as a connect timeout', async () => {
+  const silent = createServer((s) => s.on('error', () => {}));
+  await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+  const target = `https://127.0.0.1:${(silent.address() as { port: number }).port}`;
+  const s2 = await startSluice(simplePolicy(target, '', '    connectTimeout: 300ms\n    timeout: 5s\n    tls: { servername: localhost }\n'));
+  try {
+    const t0 = Date.now();
+    const r = await fetch(`${s2.url}/tls-stall`);
+    assert.equal(r.status, 502);
+    assert.match(((await r.json()) as { detail: string }).detail, /connect to upstream 'app' timed out after 300 ms/);
+    assert.ok(Date.now() - t0 < 2000, `answered after ${Date.now() - t0} ms`);
+    await assertDrained(s2.admin);
+  } finally {
+    await s2.stop();
+    silent.close();
+  }
+});

@@ -17,7 +17,7 @@
  * undici would take the SNI name from the Host header).
  *
  * Timeouts: headers are sluice's own deadline (forward/proxy.ts), so undici's
- * headersTimeout is off; the response-body idle timeout is undici's bodyTimeout,
+ * headersTimeout is off; the connect timeout is undici's connector's (UND_ERR_CONNECT_TIMEOUT); the response-body idle timeout is undici's bodyTimeout,
  * reported through the callback given to `setTimeout` as Node's would be.
  */
 import { EventEmitter } from 'node:events';
@@ -100,8 +100,9 @@ const kBytesRead = Symbol('sluice.bytesRead');
 
 /** undici's connector, with the TLS settings of the target; socket errors note the bytes read (see onError). */
 function connector(t: Target, connectTimeoutMs: number): buildConnector.connector {
-  // sluice's own timer bounds the connect (forward/proxy.ts); undici's is only a backstop.
-  const connect = buildConnector({ ...(t.tls ? tlsConnectOptions(t.tls) : {}), timeout: connectTimeoutMs + 1_000 });
+  // The connect timeout is undici's (forward/proxy.ts times only the response headers of these requests):
+  // a request waiting for a busy connection (maxSockets reached) is not connecting.
+  const connect = buildConnector({ ...(t.tls ? tlsConnectOptions(t.tls) : {}), timeout: connectTimeoutMs });
   return (options, cb) => {
     connect(options, (err, socket) => {
       if (socket) socket.on('error', noteBytesRead);
@@ -112,6 +113,14 @@ function connector(t: Target, connectTimeoutMs: number): buildConnector.connecto
 
 function noteBytesRead(this: Socket, err: Error & { [kBytesRead]?: number }): void {
   err[kBytesRead] = this.bytesRead;
+}
+
+/**
+ * Whether `up` is an undici request: its connect is bounded by undici's connector (connectTimeout,
+ * TLS handshake included), and its wait for a busy pooled connection is no connect at all.
+ */
+export function connectsItself(up: object): boolean {
+  return up instanceof H1Request;
 }
 
 /** The socket http2-proxy and forward/proxy.ts look at: undici tells a request about its connection only once connected. */

@@ -12,7 +12,7 @@ import { H2Target } from './h2.js';
 import { H1Target, type H1RequestHints } from './h1.js';
 
 export { H2Target } from './h2.js';
-export { H1Target, onUpstreamComplete, type H1RequestHints } from './h1.js';
+export { H1Target, connectsItself, onUpstreamComplete, type H1RequestHints } from './h1.js';
 export { describeTlsError } from './tls.js';
 
 /** The keep-alive pool of one target: http.Agent, or https.Agent carrying CA, SNI name, client certificate. */
