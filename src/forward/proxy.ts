@@ -195,13 +195,31 @@ function onRes(req: InboundRequest, res: InboundResponse, proxyRes: IncomingMess
   (res as { writeHead(s: number, h: object): unknown }).writeHead(ctx.status, headers);
   const body = a.opts.hooks.responseBody ? a.opts.hooks.responseBody(ctx, proxyRes) : proxyRes;
   if (grpcTrailers) proxyRes.once('end', () => res.addTrailers(grpcTrailers));
-  if (proxyRes.trailers && res.addTrailers) proxyRes.once('end', () => res.addTrailers(proxyRes.trailers));
+  if (proxyRes.trailers && res.addTrailers) proxyRes.once('end', () => res.addTrailers(forwardableTrailers(proxyRes.trailers)));
   if (a.opts.hooks.upstreamDone) {
     (proxyRes as IncomingMessage & { [kState]?: Attempt })[kState] = a;
     // undici's response: as soon as the target has sent it all, even if the client still reads.
     if (!onUpstreamComplete(proxyRes, onUpstreamEnd)) proxyRes.on('end', onUpstreamEnd);
   }
   body.pipe(res as NodeJS.WritableStream);
+}
+
+/**
+ * Trailer fields never passed on: connection-specific ones, which HTTP/2 forbids (RFC 9113 §8.2.2;
+ * Node throws from inside the stream's trailer callback, which would end the process), and the
+ * framing and routing fields a trailer must not carry (RFC 9110 §6.5.1). http2-proxy removes the
+ * same connection-specific fields from the response header section.
+ */
+const NOT_TRAILERS = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'http2-settings', 'trailer', 'content-length', 'host']);
+
+function forwardableTrailers(t: IncomingMessage['trailers']): IncomingMessage['trailers'] {
+  let out: IncomingMessage['trailers'] | undefined;
+  for (const k in t) {
+    if (!NOT_TRAILERS.has(k) && k[0] !== ':') continue;
+    out ??= { ...t };
+    delete out[k];
+  }
+  return out ?? t;
 }
 
 function onUpstreamEnd(this: NodeJS.ReadableStream & { [kState]?: Attempt }): void {
