@@ -396,3 +396,48 @@ test('trailers with connection-specific or framing fields: dropped, the rest rea
   assert.equal((await fetch(`${sluice.url}/alive`).catch(() => undefined))?.status !== undefined, true);
   await assertDrained(sluice.admin);
 });
+
+test('client gone mid chunked upload (HTTP/1.1) and before the answer (HTTP/2 reset): the upstream connection is closed, never reused with half a body', async () => {
+  let closed = 0;
+  answer = (s, head) => {
+    s.once('close', () => closed++);
+    if (head.includes('/after-cuts')) s.write(OK);
+  };
+  // HTTP/1.1: a chunked upload cut after one chunk.
+  await new Promise<void>((resolve) => {
+    const c = connect(port, '127.0.0.1');
+    c.on('error', () => {});
+    c.write('POST /chunked-cut HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n');
+    // Past the proxy's small-body buffer, so the request is forwarded while the client still sends.
+    const chunk = Buffer.alloc(256 * 1024, 97);
+    c.write(`${chunk.length.toString(16)}\r\n`);
+    c.write(chunk);
+    c.write('\r\n');
+    setTimeout(() => {
+      c.destroy();
+      resolve();
+    }, 300);
+  });
+  // HTTP/2: a stream reset while the target has not answered.
+  const session = h2connect(sluice.url);
+  session.on('error', () => {});
+  await new Promise<void>((resolve) => {
+    // A GET (END_STREAM with its HEADERS): Node's close() would end a request body before its RST_STREAM.
+    const st = session.request({ ':path': '/h2-wait' });
+    st.on('error', () => {});
+    setTimeout(() => {
+      st.close(8); // CANCEL
+      resolve();
+    }, 300);
+  });
+  session.close();
+  await assertDrained(sluice.admin);
+  await new Promise((r) => setTimeout(r, 200));
+  assert.deepEqual(seen, ['POST /chunked-cut HTTP/1.1', 'GET /h2-wait HTTP/1.1']);
+  assert.equal(closed, 2, 'both upstream connections closed');
+  seen = [];
+  const r = await fetch(`${sluice.url}/after-cuts`);
+  assert.equal(r.status, 200);
+  assert.deepEqual(seen, ['GET /after-cuts HTTP/1.1']);
+  await assertDrained(sluice.admin);
+});
