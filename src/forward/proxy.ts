@@ -233,6 +233,9 @@ function upstreamDone(a: Attempt): void {
   a.opts.hooks.upstreamDone!(a.ctx);
 }
 
+/** Errors node:http's (or undici's) request throws while it is being built, before any connection. */
+const NOT_SENDABLE = new Set(['ERR_INVALID_HTTP_TOKEN', 'ERR_INVALID_CHAR', 'ERR_UNESCAPED_CHARACTERS', 'ERR_HTTP_INVALID_HEADER_VALUE', 'UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED']);
+
 /** `target` is '' unless the policy's errors.debug is on: the target address stays in the logs (access log `target`). */
 function mapError(err: unknown, ctx: RequestContext, target: string, upstream: string, connectTimeoutMs: number): ProxyError {
   if (err instanceof ProxyError) return err;
@@ -241,6 +244,10 @@ function mapError(err: unknown, ctx: RequestContext, target: string, upstream: s
   const className = ctx.klass?.name;
   const tls = describeTlsError(err);
   if (tls) return new ProxyError('UPSTREAM_TLS', `upstream '${upstream}' (${target}): ${tls}`, { className, cause: err });
+  if (NOT_SENDABLE.has(e.code ?? '')) {
+    // The client's request (or a rewrite of it) cannot be written as HTTP/1.1: nothing reached the target.
+    return new ProxyError('BAD_REQUEST', `request cannot be sent upstream: ${e.message}`, { className, cause: err });
+  }
   if (e.code === 'UND_ERR_CONNECT_TIMEOUT') {
     return new ProxyError('UPSTREAM_UNREACHABLE', `connect to ${target || `upstream '${upstream}'`} timed out after ${connectTimeoutMs} ms`, { className, cause: err });
   }
@@ -312,7 +319,8 @@ export async function forward(
       const staleSocket = e.reusedSocket === true && e.code === 'ECONNRESET' && IDEMPOTENT.has(ctx.method) && framing.kind === 'none';
       // A target that refused the connection saw nothing (the body is read only once connected): try another.
       const refused = e.connectedSocket === false && mapped.code === 'UPSTREAM_UNREACHABLE' && pool.size > 1;
-      if (!staleSocket && mapped.code !== 'BODY_TOO_LARGE') pool.failed(member);
+      // Not the target's doing: a body over the limit, a request that cannot be sent at all.
+      if (!staleSocket && mapped.code !== 'BODY_TOO_LARGE' && mapped.code !== 'BAD_REQUEST') pool.failed(member);
       lastError = mapped;
       // At most one retry of each kind: a stale pooled socket, then a refusing target (skipped on the retry).
       if (!ctx.res.headersSent && ((staleSocket && !retried.stale) || (refused && refusedBy === undefined))) {

@@ -441,3 +441,47 @@ test('client gone mid chunked upload (HTTP/1.1) and before the answer (HTTP/2 re
   assert.deepEqual(seen, ['GET /after-cuts HTTP/1.1']);
   await assertDrained(sluice.admin);
 });
+
+test('requests undici refuses to build (OPTIONS *) go through node:http; one no client can write is a 400; none counts against a target', async () => {
+  const { startRecorder } = await import('../helpers/recorder.js');
+  const [a, b] = await Promise.all([startRecorder(), startRecorder()]);
+  const s2 = await startSluice(`upstreams:
+  - name: app
+    targets: [${a.url}, ${b.url}]
+routes:
+  - match: { pathPrefix: /space }
+    upstream: app
+    rewrite: { regex: "^/space$", replace: "/€" }
+  - match: {}
+    upstream: app
+`);
+  const p2 = Number(new URL(s2.url).port);
+  const send = (head: string): Promise<string> =>
+    new Promise((resolve) => {
+      const c = connect(p2, '127.0.0.1');
+      let out = '';
+      c.setEncoding('latin1');
+      c.on('data', (d: string) => (out += d));
+      c.on('close', () => resolve(out));
+      c.on('error', () => resolve(out));
+      c.write(head);
+    });
+  try {
+    // Before: 502 'unreachable: UND_ERR_INVALID_ARG', each a failure of a healthy target (one ejected after 5).
+    for (let i = 0; i < 6; i++) {
+      const out = await send('OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+      assert.equal(statusOf(out), 200, out);
+    }
+    assert.deepEqual([...a.requests, ...b.requests].map((r) => `${r.method} ${r.url}`), Array(6).fill('OPTIONS *'));
+    // A rewrite to a target no HTTP/1.1 client can write (not Latin-1): 400 at once, the targets not blamed.
+    const bad = await fetch(`${s2.url}/space`);
+    assert.equal(bad.status, 400);
+    assert.match(((await bad.json()) as { detail: string }).detail, /cannot be sent upstream/);
+    const st = (await (await fetch(`${s2.admin}/status`)).json()) as { upstreams: { targets: { consecutiveFailures: number; ejected: boolean }[] }[] };
+    assert.deepEqual(st.upstreams[0]!.targets.map((t) => [t.consecutiveFailures, t.ejected]), [[0, false], [0, false]]);
+    await assertDrained(s2.admin);
+  } finally {
+    await s2.stop();
+    await Promise.all([a.close(), b.close()]);
+  }
+});

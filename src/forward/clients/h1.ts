@@ -14,7 +14,8 @@
  *
  * What stays on node:http (see `usesUndici`): requests with `Expect` (undici
  * refuses the header), and https:// targets without an SNI name (an IP address:
- * undici would take the SNI name from the Host header).
+ * undici would take the SNI name from the Host header); and any request undici
+ * refuses at dispatch (`H1Target.request` returns undefined), such as `OPTIONS *`.
  *
  * Timeouts: headers are sluice's own deadline (forward/proxy.ts), so undici's
  * headersTimeout is off; the connect timeout is undici's connector's (UND_ERR_CONNECT_TIMEOUT); the response-body idle timeout is undici's bodyTimeout,
@@ -57,8 +58,13 @@ export class H1Target {
   }
 
   /** A ClientRequest-compatible request on this target's pool. */
-  request(options: RequestOptions, hints: H1RequestHints): ClientRequest {
-    return new H1Request(this.pool ?? this.open(), options, hints, this.target) as unknown as ClientRequest;
+  /**
+   * undefined when undici refuses the request as given (it is stricter than node:http, e.g. about
+   * `OPTIONS *`, whose target does not start with a slash): the caller sends it through node:http.
+   */
+  request(options: RequestOptions, hints: H1RequestHints): ClientRequest | undefined {
+    const req = new H1Request(this.pool ?? this.open(), options, hints, this.target);
+    return req.refused ? undefined : (req as unknown as ClientRequest);
   }
 
   private open(): Pool {
@@ -182,6 +188,8 @@ class H1Request extends EventEmitter implements Dispatcher.DispatchHandler {
   private onIdle: (() => void) | undefined;
   /** Inside pool.dispatch: an error now must wait until http2-proxy listens for it. */
   private dispatching = true;
+  /** undici refused the request inside pool.dispatch (an argument it does not accept): nothing was sent. */
+  refused = false;
   /** The target has begun a response (a first byte of its status line, 1xx included). */
   private responseStarted = false;
 
@@ -352,6 +360,10 @@ class H1Request extends EventEmitter implements Dispatcher.DispatchHandler {
     if (res && !res.complete) {
       res.emit('aborted');
       res.destroy(err);
+    }
+    if (this.dispatching && (e.code === 'UND_ERR_INVALID_ARG' || e.code === 'UND_ERR_NOT_SUPPORTED')) {
+      this.refused = true;
+      return;
     }
     if (this.dispatching) setImmediate(emitError, this, err);
     else this.emit('error', err);
