@@ -13,7 +13,7 @@ import type { PooledTarget, UpstreamPool } from './pool.js';
 import type { Policy } from '../policy/types.js';
 import { addForwardedHeaders } from './headers.js';
 import { applyFraming, guardBody, framingOf, type BodyFraming } from './framing.js';
-import { describeTlsError, onUpstreamComplete, openRequest } from './clients/index.js';
+import { connectsItself, describeTlsError, onUpstreamComplete, openRequest } from './clients/index.js';
 import { grpcStatusToTrailers } from '../accept/grpc.js';
 import { applyRequestRules, applyResponseRules } from './rewrite.js';
 
@@ -88,12 +88,12 @@ function onReq(req: InboundRequest, options: RequestOptions): ClientRequest {
   a.ctx.upstreamStart = a.opts.clock.now();
   const up2 = a.pool.upstream;
   // A fresh connection must be made within connectTimeout; the whole exchange must
-  // produce response headers within timeout. One timer, re-armed on connect.
-  const first = Math.min(up2.connectTimeoutMs, up2.timeoutMs);
+  // produce response headers within timeout. One timer, re-armed on connect. undici's
+  // requests time their connect themselves (a wait for a busy pooled connection is no connect).
+  const own = connectsItself(up);
+  const first = own ? up2.timeoutMs : Math.min(up2.connectTimeoutMs, up2.timeoutMs);
   a.timer = a.opts.clock.setTimer(() => onDeadline(a, first === up2.timeoutMs), first);
-  // undici's requests may be connected already (a pooled connection was free).
-  if (up.socket) onSocket.call(up, up.socket);
-  else up.once('socket', onSocket);
+  if (!own) up.once('socket', onSocket);
   return up;
 }
 
@@ -195,13 +195,31 @@ function onRes(req: InboundRequest, res: InboundResponse, proxyRes: IncomingMess
   (res as { writeHead(s: number, h: object): unknown }).writeHead(ctx.status, headers);
   const body = a.opts.hooks.responseBody ? a.opts.hooks.responseBody(ctx, proxyRes) : proxyRes;
   if (grpcTrailers) proxyRes.once('end', () => res.addTrailers(grpcTrailers));
-  if (proxyRes.trailers && res.addTrailers) proxyRes.once('end', () => res.addTrailers(proxyRes.trailers));
+  if (proxyRes.trailers && res.addTrailers) proxyRes.once('end', () => res.addTrailers(forwardableTrailers(proxyRes.trailers)));
   if (a.opts.hooks.upstreamDone) {
     (proxyRes as IncomingMessage & { [kState]?: Attempt })[kState] = a;
     // undici's response: as soon as the target has sent it all, even if the client still reads.
     if (!onUpstreamComplete(proxyRes, onUpstreamEnd)) proxyRes.on('end', onUpstreamEnd);
   }
   body.pipe(res as NodeJS.WritableStream);
+}
+
+/**
+ * Trailer fields never passed on: connection-specific ones, which HTTP/2 forbids (RFC 9113 §8.2.2;
+ * Node throws from inside the stream's trailer callback, which would end the process), and the
+ * framing and routing fields a trailer must not carry (RFC 9110 §6.5.1). http2-proxy removes the
+ * same connection-specific fields from the response header section.
+ */
+const NOT_TRAILERS = new Set(['connection', 'keep-alive', 'proxy-connection', 'transfer-encoding', 'upgrade', 'te', 'http2-settings', 'trailer', 'content-length', 'host']);
+
+function forwardableTrailers(t: IncomingMessage['trailers']): IncomingMessage['trailers'] {
+  let out: IncomingMessage['trailers'] | undefined;
+  for (const k in t) {
+    if (!NOT_TRAILERS.has(k) && k[0] !== ':') continue;
+    out ??= { ...t };
+    delete out[k];
+  }
+  return out ?? t;
 }
 
 function onUpstreamEnd(this: NodeJS.ReadableStream & { [kState]?: Attempt }): void {
@@ -215,14 +233,24 @@ function upstreamDone(a: Attempt): void {
   a.opts.hooks.upstreamDone!(a.ctx);
 }
 
+/** Errors node:http's (or undici's) request throws while it is being built, before any connection. */
+const NOT_SENDABLE = new Set(['ERR_INVALID_HTTP_TOKEN', 'ERR_INVALID_CHAR', 'ERR_UNESCAPED_CHARACTERS', 'ERR_HTTP_INVALID_HEADER_VALUE', 'UND_ERR_INVALID_ARG', 'UND_ERR_NOT_SUPPORTED']);
+
 /** `target` is '' unless the policy's errors.debug is on: the target address stays in the logs (access log `target`). */
-function mapError(err: unknown, ctx: RequestContext, target: string, upstream: string): ProxyError {
+function mapError(err: unknown, ctx: RequestContext, target: string, upstream: string, connectTimeoutMs: number): ProxyError {
   if (err instanceof ProxyError) return err;
   const at = target ? ` (${target})` : '';
   const e = err as NodeJS.ErrnoException & { connectedSocket?: boolean };
   const className = ctx.klass?.name;
   const tls = describeTlsError(err);
   if (tls) return new ProxyError('UPSTREAM_TLS', `upstream '${upstream}' (${target}): ${tls}`, { className, cause: err });
+  if (NOT_SENDABLE.has(e.code ?? '')) {
+    // The client's request (or a rewrite of it) cannot be written as HTTP/1.1: nothing reached the target.
+    return new ProxyError('BAD_REQUEST', `request cannot be sent upstream: ${e.message}`, { className, cause: err });
+  }
+  if (e.code === 'UND_ERR_CONNECT_TIMEOUT') {
+    return new ProxyError('UPSTREAM_UNREACHABLE', `connect to ${target || `upstream '${upstream}'`} timed out after ${connectTimeoutMs} ms`, { className, cause: err });
+  }
   if (!e.connectedSocket || ['ECONNREFUSED', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN'].includes(e.code ?? '')) {
     return new ProxyError('UPSTREAM_UNREACHABLE', `upstream '${upstream}'${at} unreachable: ${e.code ?? e.message}`, {
       className,
@@ -285,13 +313,14 @@ export async function forward(
     } catch (err) {
       if (clientGone(ctx) || a.cancelled) return undefined;
       const e = err as { reusedSocket?: boolean; code?: string; connectedSocket?: boolean };
-      const mapped = mapError(err, ctx, policy.errors.debug ? member.target.url : '', pool.upstream.name);
+      const mapped = mapError(err, ctx, policy.errors.debug ? member.target.url : '', pool.upstream.name, pool.upstream.connectTimeoutMs);
       // A pooled socket the backend closed while idle: safe to try once more if nothing was sent or received
       // (a request with a body may have had it read already, so it is never retried).
       const staleSocket = e.reusedSocket === true && e.code === 'ECONNRESET' && IDEMPOTENT.has(ctx.method) && framing.kind === 'none';
       // A target that refused the connection saw nothing (the body is read only once connected): try another.
       const refused = e.connectedSocket === false && mapped.code === 'UPSTREAM_UNREACHABLE' && pool.size > 1;
-      if (!staleSocket && mapped.code !== 'BODY_TOO_LARGE') pool.failed(member);
+      // Not the target's doing: a body over the limit, a request that cannot be sent at all.
+      if (!staleSocket && mapped.code !== 'BODY_TOO_LARGE' && mapped.code !== 'BAD_REQUEST') pool.failed(member);
       lastError = mapped;
       // At most one retry of each kind: a stale pooled socket, then a refusing target (skipped on the retry).
       if (!ctx.res.headersSent && ((staleSocket && !retried.stale) || (refused && refusedBy === undefined))) {

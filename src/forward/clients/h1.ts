@@ -14,26 +14,30 @@
  *
  * What stays on node:http (see `usesUndici`): requests with `Expect` (undici
  * refuses the header), and https:// targets without an SNI name (an IP address:
- * undici would take the SNI name from the Host header).
+ * undici would take the SNI name from the Host header); and any request undici
+ * refuses at dispatch (`H1Target.request` returns undefined), such as `OPTIONS *`.
  *
  * Timeouts: headers are sluice's own deadline (forward/proxy.ts), so undici's
- * headersTimeout is off; the response-body idle timeout is undici's bodyTimeout,
+ * headersTimeout is off; the connect timeout is undici's connector's (UND_ERR_CONNECT_TIMEOUT); the response-body idle timeout is undici's bodyTimeout,
  * reported through the callback given to `setTimeout` as Node's would be.
  */
 import { EventEmitter } from 'node:events';
 import type { ClientRequest, IncomingHttpHeaders, RequestOptions } from 'node:http';
 import { createRequire } from 'node:module';
 import { Readable } from 'node:stream';
-import type { Dispatcher, Pool as PoolType } from 'undici';
+import type { Socket } from 'node:net';
+import type { Dispatcher, Pool as PoolType, buildConnector as BuildConnector } from 'undici';
 
 /**
- * undici's Pool alone: its package index also loads fetch, WebSocket, caching and mocking, about
- * 10 MB more RSS for nothing sluice uses (measured: 13-22 MB after 50 requests against 30 MB). The
- * path is undici's own module (no `exports` map restricts it); the version is pinned in package.json
- * and every upstream test goes through it.
+ * undici's Pool and connector alone: its package index also loads fetch, WebSocket, caching and
+ * mocking, about 10 MB more RSS for nothing sluice uses (measured: 13-22 MB after 50 requests
+ * against 30 MB). The paths are undici's own modules (no `exports` map restricts them); the version
+ * is pinned in package.json and every upstream test goes through them.
  */
-const Pool = createRequire(import.meta.url)('undici/lib/dispatcher/pool.js') as typeof PoolType;
+const requireUndici = createRequire(import.meta.url);
+const Pool = requireUndici('undici/lib/dispatcher/pool.js') as typeof PoolType;
 type Pool = PoolType;
+const buildConnector = requireUndici('undici/lib/core/connect.js') as typeof BuildConnector;
 import type { Target, UpstreamPolicy } from '../../policy/types.js';
 import { tlsConnectOptions } from './tls.js';
 
@@ -66,8 +70,13 @@ export class H1Target {
   }
 
   /** A ClientRequest-compatible request on this target's pool. */
-  request(options: RequestOptions, hints: H1RequestHints): ClientRequest {
-    return new H1Request(this.pool ?? this.open(), options, hints, this.target) as unknown as ClientRequest;
+  /**
+   * undefined when undici refuses the request as given (it is stricter than node:http, e.g. about
+   * `OPTIONS *`, whose target does not start with a slash): the caller sends it through node:http.
+   */
+  request(options: RequestOptions, hints: H1RequestHints): ClientRequest | undefined {
+    const req = new H1Request(this.pool ?? this.open(), options, hints, this.target);
+    return req.refused ? undefined : (req as unknown as ClientRequest);
   }
 
   private open(): Pool {
@@ -79,10 +88,8 @@ export class H1Target {
       // Idle pooled connections close after this, or earlier when the target's Keep-Alive hint says so.
       keepAliveTimeout: this.ka.idleTimeoutMs,
       keepAliveMaxTimeout: this.ka.idleTimeoutMs,
-      // sluice's own timer bounds the connect (forward/proxy.ts); undici's is only a backstop.
-      connectTimeout: this.connectTimeoutMs + 1_000,
+      connect: connector(t, this.connectTimeoutMs),
       headersTimeout: 0,
-      ...(t.tls ? { connect: { ...tlsConnectOptions(t.tls) } } : {}),
     });
     pool.on('connectionError', noop);
     this.pool = pool;
@@ -104,6 +111,34 @@ export class H1Target {
     this.pool = undefined;
     if (p) void p.destroy().catch(noop);
   }
+}
+
+/** On a socket error (a reset, a broken pipe): how many bytes the connection had read, as undici's own errors tell. */
+const kBytesRead = Symbol('sluice.bytesRead');
+
+/** undici's connector, with the TLS settings of the target; socket errors note the bytes read (see onError). */
+function connector(t: Target, connectTimeoutMs: number): BuildConnector.connector {
+  // The connect timeout is undici's (forward/proxy.ts times only the response headers of these requests):
+  // a request waiting for a busy connection (maxSockets reached) is not connecting.
+  const connect = buildConnector({ ...(t.tls ? tlsConnectOptions(t.tls) : {}), timeout: connectTimeoutMs });
+  return (options, cb) => {
+    connect(options, (err, socket) => {
+      if (socket) socket.on('error', noteBytesRead);
+      (cb as (e: Error | null, s: Socket | null) => void)(err, socket);
+    });
+  };
+}
+
+function noteBytesRead(this: Socket, err: Error & { [kBytesRead]?: number }): void {
+  err[kBytesRead] = this.bytesRead;
+}
+
+/**
+ * Whether `up` is an undici request: its connect is bounded by undici's connector (connectTimeout,
+ * TLS handshake included), and its wait for a busy pooled connection is no connect at all.
+ */
+export function connectsItself(up: object): boolean {
+  return up instanceof H1Request;
 }
 
 /** The socket http2-proxy and forward/proxy.ts look at: undici tells a request about its connection only once connected. */
@@ -165,6 +200,10 @@ class H1Request extends EventEmitter implements Dispatcher.DispatchHandler {
   private onIdle: (() => void) | undefined;
   /** Inside pool.dispatch: an error now must wait until http2-proxy listens for it. */
   private dispatching = true;
+  /** undici refused the request inside pool.dispatch (an argument it does not accept): nothing was sent. */
+  refused = false;
+  /** The target has begun a response (a first byte of its status line, 1xx included). */
+  private responseStarted = false;
 
   constructor(pool: Pool, options: RequestOptions, hints: H1RequestHints, target: Target) {
     super();
@@ -260,12 +299,18 @@ class H1Request extends EventEmitter implements Dispatcher.DispatchHandler {
 
   onConnect(abort: (err?: Error) => void): void {
     if (this.destroyed) {
-      abort(this.abortReason);
-      return;
+      // Gone while queued for a connection. undici's abort() would also destroy that connection (a
+      // pooled one, or one just opened for this request); a throw here errors the request before
+      // anything is written and leaves the connection to the next request.
+      throw this.abortReason ?? new Error('aborted');
     }
     this.abortUpstream = abort;
     this.socket = CONNECTED;
     this.emit('socket', CONNECTED);
+  }
+
+  onResponseStarted(): void {
+    this.responseStarted = true;
   }
 
   onHeaders(statusCode: number, raw: Buffer[], resume: () => void, statusText: string): boolean {
@@ -308,18 +353,29 @@ class H1Request extends EventEmitter implements Dispatcher.DispatchHandler {
       this.onIdle.call(this);
       if (this.destroyed) return;
     }
-    if (e.code === 'UND_ERR_SOCKET' && !this.res) {
-      // The target closed the connection before answering. On a connection that had already
-      // carried a response this is a pooled socket the target timed out (Node: ECONNRESET, reusedSocket).
-      this.reusedSocket = (e.socket?.bytesRead ?? 0) > 0;
+    const res = this.res;
+    if (res && !res.complete && e.code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' && NO_BODY.has(res.statusCode)) {
+      // A 304 may carry the Content-Length of the representation (RFC 9110 8.6), a 204 should not but does;
+      // neither has a body (undici checks the length anyway, and has closed the connection): the response is whole.
+      this.onComplete(null);
+      return;
+    }
+    if ((e.code === 'UND_ERR_SOCKET' || e.code === 'ECONNRESET' || e.code === 'EPIPE') && !res) {
+      // The target closed the connection before answering. When it had not begun an answer to this
+      // request on a connection that had already carried one, this is a pooled socket the target timed
+      // out (Node: ECONNRESET, reusedSocket). Bytes read on a fresh connection are this request's answer.
+      this.reusedSocket = !this.responseStarted && (e.socket?.bytesRead ?? (e as { [kBytesRead]?: number })[kBytesRead] ?? 0) > 0;
       e.code = 'ECONNRESET';
     }
     this.destroyed = true;
     this.body?.destroy();
-    const res = this.res;
     if (res && !res.complete) {
       res.emit('aborted');
       res.destroy(err);
+    }
+    if (this.dispatching && (e.code === 'UND_ERR_INVALID_ARG' || e.code === 'UND_ERR_NOT_SUPPORTED')) {
+      this.refused = true;
+      return;
     }
     if (this.dispatching) setImmediate(emitError, this, err);
     else this.emit('error', err);
@@ -339,6 +395,9 @@ export function onUpstreamComplete(res: Readable, fn: (this: Readable) => void):
 function emitError(req: H1Request, err: Error): void {
   req.emit('error', err);
 }
+
+/** Statuses that never have a body whatever their framing headers say (RFC 9112 6.3). */
+const NO_BODY = new Set([204, 304]);
 
 /** Header fields whose duplicates node:http drops (the first is kept), as in IncomingMessage#_addHeaderLine. */
 const SINGLE = new Set([

@@ -12,7 +12,7 @@ import { H2Target } from './h2.js';
 import { H1Target, type H1RequestHints } from './h1.js';
 
 export { H2Target } from './h2.js';
-export { H1Target, onUpstreamComplete, type H1RequestHints } from './h1.js';
+export { H1Target, connectsItself, onUpstreamComplete, type H1RequestHints } from './h1.js';
 export { describeTlsError } from './tls.js';
 
 /** The keep-alive pool of one target: http.Agent, or https.Agent carrying CA, SNI name, client certificate. */
@@ -46,7 +46,10 @@ export function openRequest(
   hints: H1RequestHints,
 ): ClientRequest {
   if (member.h2) return member.h2.request(options);
-  if (member.h1 && H1Target.usesUndici(member.target, options.headers)) return member.h1.request(options, hints);
+  if (member.h1 && H1Target.usesUndici(member.target, options.headers)) {
+    const up = member.h1.request(options, hints);
+    if (up) return up; // else refused by undici (e.g. `OPTIONS *`): node:http below
+  }
   options.agent = member.agent;
   return member.target.tls ? httpsRequest(options) : httpRequest(options);
 }
