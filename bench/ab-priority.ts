@@ -24,17 +24,18 @@ const SLOTS = 8;
 const CAPACITY = SLOTS * 50;
 const policies = new Map(all('policy').map((s) => s.split('=') as [string, string]));
 
+/** The policy of scenario 4's "sluice premium/free" row, or a variant of it. */
 function policyFor(variant: string | undefined, port: number): string {
-  const base = priorityPolicy(port, SLOTS, queueTimeout);
+  const nolog = 'log: { access: false }\n';
   switch (variant) {
     case undefined:
-      return base;
-    case 'noreserve':
-      return base.replace('    reserve: 2\n', '');
-    case 'nolog':
-      return `${base}log: { access: false }\n`;
-    case 'nolog-noreserve':
-      return `${base.replace('    reserve: 2\n', '')}log: { access: false }\n`;
+      return priorityPolicy(port, SLOTS, queueTimeout) + nolog;
+    case 'reserve':
+      return priorityPolicy(port, SLOTS, queueTimeout, 10000, 'reserve', 2) + nolog;
+    case 'accesslog':
+      return priorityPolicy(port, SLOTS, queueTimeout);
+    case 'lifo':
+      return priorityPolicy(port, SLOTS, queueTimeout).replace(/queue: \{ size: 10000, timeout: ([^ ]+) \}/g, 'queue: { size: 10000, timeout: $1, lifo: adaptive }') + nolog;
     default:
       throw new Error(`unknown policy variant ${variant}`);
   }
@@ -97,7 +98,7 @@ try {
         const key = `${mult}x ${p.name}`;
         if (!results.has(key)) results.set(key, []);
         results.get(key)!.push(row);
-        console.log(`rep ${rep + 1} ${key}: prem p50 ${row.premP50.toFixed(0)} p99 ${row.premP99.toFixed(0)} ok ${row.premOk.toFixed(1)}% goodput ${row.goodput.toFixed(1)}% window ${out.windowS.toFixed(2)}s gap mean ${row.gapMean} p99 ${row.gapP99} ms cpu ${row.cpuUs.toFixed(0)} µs/req backend max ${row.backendMax} other ${JSON.stringify({ pe: pr.errors, pt: pr.timeouts, po: pr.backendOverload, fe: fr.errors, ft: fr.timeouts, fo: fr.backendOverload })}`);
+        console.log(`rep ${rep + 1} ${key}: prem p50 ${row.premP50.toFixed(0)} p99 ${row.premP99.toFixed(0)} ok ${row.premOk.toFixed(1)}% goodput ${row.goodput.toFixed(1)}% window ${out.windowS.toFixed(2)}s conns ${(b as { connections?: number }).connections} gap mean ${row.gapMean} p99 ${row.gapP99} ms cpu ${row.cpuUs.toFixed(0)} µs/req backend max ${row.backendMax} other ${JSON.stringify({ pe: pr.errors, pt: pr.timeouts, po: pr.backendOverload, fe: fr.errors, ft: fr.timeouts, fo: fr.backendOverload })}`);
       }
     }
   }

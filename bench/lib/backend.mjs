@@ -36,6 +36,8 @@ let overloadRejected = 0;
 // a slot stood idle between two requests (under overload, the proxy's refill latency).
 let freedAt = [];
 let gaps = [];
+/** TCP connections accepted (a proxy that reuses its upstream connections opens few). */
+let connections = 0;
 function sendBig(res, size) {
   res.writeHead(200, { "content-type": "application/octet-stream", "content-length": String(size) });
   let left = size;
@@ -59,7 +61,7 @@ function handler(req, res) {
     const g = Float64Array.from(gaps).sort();
     const q = (p) => (g.length ? Math.round(g[Math.min(g.length - 1, Math.floor(p * g.length))] * 1000) / 1000 : null);
     const refillGapMs = { n: g.length, mean: g.length ? Math.round((g.reduce((a, b) => a + b, 0) / g.length) * 1000) / 1000 : null, p50: q(0.5), p90: q(0.9), p99: q(0.99) };
-    const body = JSON.stringify({ served, maxConcurrency, overloadRejected, inFlight, slots: fragile ? slots : null, refillGapMs });
+    const body = JSON.stringify({ served, maxConcurrency, overloadRejected, inFlight, slots: fragile ? slots : null, refillGapMs, connections });
     res.writeHead(200, { "content-type": "application/json" });
     res.end(body);
     return;
@@ -70,6 +72,7 @@ function handler(req, res) {
     overloadRejected = 0;
     freedAt = [];
     gaps = [];
+    connections = 0;
     req.resume();
     res.writeHead(204);
     res.end();
@@ -131,6 +134,7 @@ function handler(req, res) {
   res.end(ONE_KIB);
 }
 const server = h2 ? http2.createServer({ settings: { maxConcurrentStreams: 1e3 } }, handler) : http.createServer({ keepAliveTimeout: 6e4 }, handler);
+server.on("connection", () => connections++);
 if (!h2) {
   server.headersTimeout = 65e3;
   server.maxHeadersCount = 100;
