@@ -59,7 +59,8 @@ for (let rep = 0; rep < reps; rep++) {
     let tracing = true;
     const tracer = (async () => {
       while (tracing) {
-        const u = await status();
+        const u = await status().catch(() => undefined);
+        if (!u) break;
         trace.push(`${u.maxConcurrent}${u.adaptive?.phase === 'probe' ? 'p' : ''}${argv.includes('--rtt') ? `(${u.adaptive?.minRttMs?.toFixed(0)}/${u.adaptive?.sampleRttMs?.toFixed(0)})` : ''}`);
         await sleep(250);
       }
