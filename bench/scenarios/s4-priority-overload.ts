@@ -24,6 +24,8 @@ const PREMIUM_SHARE = 0.25;
 const NO_ACCESS_LOG = 'log: { access: false }\n';
 /** Same classes plus 2 slots held for premium alone: what a reserve costs the other class. */
 const RESERVE_PEER = 'sluice premium/free, premium reserve 2';
+/** Same classes, each queue served newest first while it stands (`lifo: adaptive`): a policy HAProxy does not offer. */
+const LIFO_PEER = 'sluice premium/free, adaptive LIFO';
 
 type ClassOut = OpenLoopClass;
 type GenOut = OpenLoopOut;
@@ -60,6 +62,7 @@ export const scenario: Scenario = {
       ['sluice one class (FIFO)', sluiceStart(oneClassPolicy(backend.port, { maxConcurrent: SLOTS, queue: { size: 10000, timeout: queueTimeout } }) + NO_ACCESS_LOG, 'sluice-fifo')],
       ['sluice premium/free', sluiceStart(priorityPolicy(backend.port, SLOTS, queueTimeout) + NO_ACCESS_LOG, 'sluice-prio')],
       [RESERVE_PEER, sluiceStart(priorityPolicy(backend.port, SLOTS, queueTimeout, 10000, 'priority under overload, premium reserve', 2) + NO_ACCESS_LOG, 'sluice-prio-reserve')],
+      [LIFO_PEER, sluiceStart(priorityPolicy(backend.port, SLOTS, queueTimeout, 10000, 'priority under overload, adaptive LIFO').replace(/queue: \{ size: 10000, timeout: ([^ ]+) \}/g, 'queue: { size: 10000, timeout: $1, lifo: adaptive }') + NO_ACCESS_LOG, 'sluice-prio-lifo')],
     ], { quickOnly: ['haproxy priority-class', 'sluice premium/free'] });
     const genArgs = (port: number, mult = 3): string[] => [
       'bench/lib/openloop.mjs',
@@ -112,7 +115,7 @@ export const scenario: Scenario = {
         '',
         `Fragile backend: ${SLOTS} slots × ${SERVICE_MS} ms = capacity ${CAPACITY} req/s; over its slots it answers 503 itself ("backend overload"). Open-loop load for ${duration} s per run: premium ${premiumRate} req/s (\`x-tier: premium\`) + free ${freeRate} req/s = ${total} req/s = ${mult}× capacity. Queue timeout ${queueTimeout} for every queueing peer; client timeout 10 s. Latency is measured from each request's scheduled send time, p50/p99 over successful (2xx) responses only; "ok req/s" is 2xx responses divided by the time from the first send to the last response (send phase plus queue drain). ${ctx.reps} interleaved runs; median (min–max).`,
         '"rejected" = 503/429 from the proxy (queue full / queue timeout / shed); "backend 503" = the fragile backend overloaded (the proxy let too many through); "errors" = other statuses (NGINX answers 502 when max_conns is reached), connection errors and client timeouts. "slot refill gap" = mean time a backend slot stood idle between the end of one response and the arrival of the next request (measured by the backend; under overload this is the proxy\'s refill latency, and what goodput loses to it).',
-        `Same policy for every queueing peer: premium before free, FIFO within a class, no slot held for a class, no per-request logging (sluice runs with \`log: { access: false }\`, as NGINX has \`access_log off\` and HAProxy no \`log\` line). "${RESERVE_PEER}" adds \`reserve: 2\` for premium: 2 of the ${SLOTS} slots are premium's alone, so they stand idle whenever premium has fewer than 2 in flight (its cost is the goodput lost beside "sluice premium/free").`,
+        `Same policy for every queueing peer: premium before free, FIFO within a class, no slot held for a class, no per-request logging (sluice runs with \`log: { access: false }\`, as NGINX has \`access_log off\` and HAProxy no \`log\` line). "${RESERVE_PEER}" adds \`reserve: 2\` for premium: 2 of the ${SLOTS} slots are premium's alone, so they stand idle whenever premium has fewer than 2 in flight (its cost is the goodput lost beside "sluice premium/free"). "${LIFO_PEER}" serves each class's queue newest first while it stands (\`lifo: adaptive\`, Facebook's "Fail at Scale"): a different policy from HAProxy's FIFO classes, shown for what it changes, not as the comparison.`,
         '',
         '| peer | class | ok % of sent | ok req/s | p50 ms | p99 ms | rejected | backend 503 | errors | backend max concurrency | slot refill gap ms | goodput % of capacity |',
         '|---|---|---|---|---|---|---|---|---|---|---|---|',
