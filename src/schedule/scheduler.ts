@@ -544,7 +544,9 @@ export class Scheduler implements LimitSink {
       this.unlink(e);
       if (e.deadline <= now) {
         // Past its queue timeout, its timer not yet run (a busy event loop fires timers late):
-        // it times out now rather than start late. The slot goes to the next waiter.
+        // it times out now rather than start late. The slot goes to the next waiter, and the
+        // class is not charged a turn for it (pick advanced its virtual time).
+        q.vt -= 1 / q.cls.policy.weight;
         this.timeOut(e, now);
         if (q.live > 0 && !q.timer) this.armTimer(q, q.items.peek()!.deadline - now);
         continue;
