@@ -34,6 +34,8 @@ function policyFor(variant: string | undefined, port: number): string {
       return priorityPolicy(port, SLOTS, queueTimeout, 10000, 'reserve', 2) + nolog;
     case 'accesslog':
       return priorityPolicy(port, SLOTS, queueTimeout);
+    case 'old': // scenario 4's policy before the peers were given the same one: premium reserve 2, access log on
+      return priorityPolicy(port, SLOTS, queueTimeout, 10000, 'old', 2);
     case 'lifo':
       return priorityPolicy(port, SLOTS, queueTimeout).replace(/queue: \{ size: 10000, timeout: ([^ ]+) \}/g, 'queue: { size: 10000, timeout: $1, lifo: adaptive }') + nolog;
     default:
