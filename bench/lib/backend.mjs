@@ -31,6 +31,13 @@ let inFlight = 0;
 let maxConcurrency = 0;
 let served = 0;
 let overloadRejected = 0;
+// Fragile mode: slot refill gaps. Each freed slot's time is queued; the next
+// admitted request is matched with the oldest unmatched one: the gap is how long
+// a slot stood idle between two requests (under overload, the proxy's refill latency).
+let freedAt = [];
+let gaps = [];
+/** TCP connections accepted (a proxy that reuses its upstream connections opens few). */
+let connections = 0;
 function sendBig(res, size) {
   res.writeHead(200, { "content-type": "application/octet-stream", "content-length": String(size) });
   let left = size;
@@ -51,7 +58,10 @@ function sendBig(res, size) {
 function handler(req, res) {
   const url = req.url ?? "/";
   if (url.startsWith("/__stats")) {
-    const body = JSON.stringify({ served, maxConcurrency, overloadRejected, inFlight, slots: fragile ? slots : null });
+    const g = Float64Array.from(gaps).sort();
+    const q = (p) => (g.length ? Math.round(g[Math.min(g.length - 1, Math.floor(p * g.length))] * 1000) / 1000 : null);
+    const refillGapMs = { n: g.length, mean: g.length ? Math.round((g.reduce((a, b) => a + b, 0) / g.length) * 1000) / 1000 : null, p50: q(0.5), p90: q(0.9), p99: q(0.99) };
+    const body = JSON.stringify({ served, maxConcurrency, overloadRejected, inFlight, slots: fragile ? slots : null, refillGapMs, connections });
     res.writeHead(200, { "content-type": "application/json" });
     res.end(body);
     return;
@@ -60,6 +70,9 @@ function handler(req, res) {
     served = 0;
     maxConcurrency = 0;
     overloadRejected = 0;
+    freedAt = [];
+    gaps = [];
+    connections = 0;
     req.resume();
     res.writeHead(204);
     res.end();
@@ -93,11 +106,16 @@ function handler(req, res) {
     }
     inFlight++;
     if (inFlight > maxConcurrency) maxConcurrency = inFlight;
+    const t = performance.now();
+    // Freed slots older than 1 s were idle for want of work, not refill latency.
+    while (freedAt.length && t - freedAt[0] > 1000) freedAt.shift();
+    if (freedAt.length) gaps.push(t - freedAt.shift());
     let done = false;
     const finish = () => {
       if (done) return;
       done = true;
       inFlight--;
+      freedAt.push(performance.now());
     };
     res.on("close", finish);
     setTimeout(() => {
@@ -116,6 +134,7 @@ function handler(req, res) {
   res.end(ONE_KIB);
 }
 const server = h2 ? http2.createServer({ settings: { maxConcurrentStreams: 1e3 } }, handler) : http.createServer({ keepAliveTimeout: 6e4 }, handler);
+server.on("connection", () => connections++);
 if (!h2) {
   server.headersTimeout = 65e3;
   server.maxHeadersCount = 100;

@@ -23,7 +23,14 @@ export interface Backend {
   pid: number;
   command: string;
   server: Server;
-  stats: () => Promise<{ served: number; maxConcurrency: number; overloadRejected: number; inFlight: number }>;
+  stats: () => Promise<{
+    served: number;
+    maxConcurrency: number;
+    overloadRejected: number;
+    inFlight: number;
+    /** Fragile mode: how long a freed slot stood idle before the next request reached it, ms. */
+    refillGapMs?: { n: number; mean: number | null; p50: number | null; p90: number | null; p99: number | null };
+  }>;
   reset: () => Promise<void>;
 }
 
@@ -270,16 +277,19 @@ defaultClass: free
 `;
 }
 
-/** Two-class priority policy for the overload scenario (CONTRACT keys). */
-export function priorityPolicy(backendPort: number, slots: number, queueTimeout: string, queueSize = 10000, comment = 'priority under overload'): string {
+/**
+ * Two-class priority policy for the overload scenario (CONTRACT keys): premium
+ * before free, FIFO within a class. `reserve` holds slots for premium alone
+ * (none by default: HAProxy's priority classes, beside it, hold none either).
+ */
+export function priorityPolicy(backendPort: number, slots: number, queueTimeout: string, queueSize = 10000, comment = 'priority under overload', reserve = 0): string {
   return `${policyHead(backendPort, comment, slots)}
 classes:
   - name: premium
     priority: 0
     match:
       headers: { x-tier: premium }
-    reserve: 2
-    queue: { size: ${queueSize}, timeout: ${queueTimeout} }
+${reserve > 0 ? `    reserve: ${reserve}\n` : ''}    queue: { size: ${queueSize}, timeout: ${queueTimeout} }
   - name: free
     priority: 1
     queue: { size: ${queueSize}, timeout: ${queueTimeout} }

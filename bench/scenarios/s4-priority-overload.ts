@@ -16,6 +16,16 @@ const SLOTS = 8;
 const SERVICE_MS = 20;
 const CAPACITY = (SLOTS * 1000) / SERVICE_MS; // req/s
 const PREMIUM_SHARE = 0.25;
+/**
+ * The other peers log nothing per request (NGINX `access_log off`, HAProxy without a
+ * `log` line): sluice's access log (a synchronous JSON line per request, rejections
+ * included) is off too, so that all of them do the same work.
+ */
+const NO_ACCESS_LOG = 'log: { access: false }\n';
+/** Same classes plus 2 slots held for premium alone: what a reserve costs the other class. */
+const RESERVE_PEER = 'sluice premium/free, premium reserve 2';
+/** Same classes, each queue served newest first while it stands (`lifo: adaptive`): a policy HAProxy does not offer. */
+const LIFO_PEER = 'sluice premium/free, adaptive LIFO';
 
 type ClassOut = OpenLoopClass;
 type GenOut = OpenLoopOut;
@@ -24,6 +34,8 @@ interface RunOut {
   backendMax: number;
   backendServed: number;
   backendOverload: number;
+  /** Mean time a freed backend slot stood idle before the next request reached it, ms. */
+  refillGapMs: number;
 }
 
 export const scenario: Scenario = {
@@ -47,8 +59,10 @@ export const scenario: Scenario = {
       ['nginx max_conns (no queue)', () => startNginx(ctx.tmp, backend.port, { maxConns: SLOTS }, 'nginx-maxconns')],
       ['haproxy FIFO', () => startHaproxy(ctx.tmp, backend.port, { maxconn: SLOTS, timeoutQueue: queueTimeout }, 'haproxy-fifo')],
       ['haproxy priority-class', () => startHaproxy(ctx.tmp, backend.port, { maxconn: SLOTS, timeoutQueue: queueTimeout, priorityByTier: true }, 'haproxy-prio')],
-      ['sluice one class (FIFO)', sluiceStart(oneClassPolicy(backend.port, { maxConcurrent: SLOTS, queue: { size: 10000, timeout: queueTimeout } }), 'sluice-fifo')],
-      ['sluice premium/free', sluiceStart(priorityPolicy(backend.port, SLOTS, queueTimeout), 'sluice-prio')],
+      ['sluice one class (FIFO)', sluiceStart(oneClassPolicy(backend.port, { maxConcurrent: SLOTS, queue: { size: 10000, timeout: queueTimeout } }) + NO_ACCESS_LOG, 'sluice-fifo')],
+      ['sluice premium/free', sluiceStart(priorityPolicy(backend.port, SLOTS, queueTimeout) + NO_ACCESS_LOG, 'sluice-prio')],
+      [RESERVE_PEER, sluiceStart(priorityPolicy(backend.port, SLOTS, queueTimeout, 10000, 'priority under overload, premium reserve', 2) + NO_ACCESS_LOG, 'sluice-prio-reserve')],
+      [LIFO_PEER, sluiceStart(priorityPolicy(backend.port, SLOTS, queueTimeout, 10000, 'priority under overload, adaptive LIFO').replace(/queue: \{ size: 10000, timeout: ([^ ]+) \}/g, 'queue: { size: 10000, timeout: $1, lifo: adaptive }') + NO_ACCESS_LOG, 'sluice-prio-lifo')],
     ], { quickOnly: ['haproxy priority-class', 'sluice premium/free'] });
     const genArgs = (port: number, mult = 3): string[] => [
       'bench/lib/openloop.mjs',
@@ -87,9 +101,9 @@ export const scenario: Scenario = {
           const p = gen.classes.premium!;
           const f = gen.classes.free!;
           ctx.log(
-            `    ${mult}x rep ${rep + 1} ${s.name}: premium ok ${fmt(p.okPerSec)}/s p99 ${fmt(p.p99ms ?? NaN, 0)} ms rej ${p.rejected}; free ok ${fmt(f.okPerSec)}/s p99 ${fmt(f.p99ms ?? NaN, 0)} ms rej ${f.rejected}; backend max ${b.maxConcurrency} overload ${b.overloadRejected}`,
+            `    ${mult}x rep ${rep + 1} ${s.name}: premium ok ${fmt(p.okPerSec)}/s p99 ${fmt(p.p99ms ?? NaN, 0)} ms rej ${p.rejected}; free ok ${fmt(f.okPerSec)}/s p99 ${fmt(f.p99ms ?? NaN, 0)} ms rej ${f.rejected}; backend max ${b.maxConcurrency} overload ${b.overloadRejected} refill gap ${fmt(b.refillGapMs?.mean ?? NaN, 2)} ms`,
           );
-          return { gen, backendMax: b.maxConcurrency, backendServed: b.served, backendOverload: b.overloadRejected };
+          return { gen, backendMax: b.maxConcurrency, backendServed: b.served, backendOverload: b.overloadRejected, refillGapMs: b.refillGapMs?.mean ?? NaN };
         } catch (e) {
           s.notRun = `failed in rep ${rep + 1}: ${errMsg(e)}`;
           ctx.log(`    ${s.name}: ${s.notRun}`);
@@ -100,15 +114,16 @@ export const scenario: Scenario = {
         `### ${mult}× capacity`,
         '',
         `Fragile backend: ${SLOTS} slots × ${SERVICE_MS} ms = capacity ${CAPACITY} req/s; over its slots it answers 503 itself ("backend overload"). Open-loop load for ${duration} s per run: premium ${premiumRate} req/s (\`x-tier: premium\`) + free ${freeRate} req/s = ${total} req/s = ${mult}× capacity. Queue timeout ${queueTimeout} for every queueing peer; client timeout 10 s. Latency is measured from each request's scheduled send time, p50/p99 over successful (2xx) responses only; "ok req/s" is 2xx responses divided by the time from the first send to the last response (send phase plus queue drain). ${ctx.reps} interleaved runs; median (min–max).`,
-        '"rejected" = 503/429 from the proxy (queue full / queue timeout / shed); "backend 503" = the fragile backend overloaded (the proxy let too many through); "errors" = other statuses (NGINX answers 502 when max_conns is reached), connection errors and client timeouts.',
+        '"rejected" = 503/429 from the proxy (queue full / queue timeout / shed); "backend 503" = the fragile backend overloaded (the proxy let too many through); "errors" = other statuses (NGINX answers 502 when max_conns is reached), connection errors and client timeouts. "slot refill gap" = mean time a backend slot stood idle between the end of one response and the arrival of the next request (measured by the backend; under overload this is the proxy\'s refill latency, and what goodput loses to it).',
+        `Same policy for every queueing peer: premium before free, FIFO within a class, no slot held for a class, no per-request logging (sluice runs with \`log: { access: false }\`, as NGINX has \`access_log off\` and HAProxy no \`log\` line). "${RESERVE_PEER}" adds \`reserve: 2\` for premium: 2 of the ${SLOTS} slots are premium's alone, so they stand idle whenever premium has fewer than 2 in flight (its cost is the goodput lost beside "sluice premium/free"). "${LIFO_PEER}" serves each class's queue newest first while it stands (\`lifo: adaptive\`, Facebook's "Fail at Scale"): a different policy from HAProxy's FIFO classes, shown for what it changes, not as the comparison.`,
         '',
-        '| peer | class | ok % of sent | ok req/s | p50 ms | p99 ms | rejected | backend 503 | errors | backend max concurrency | goodput % of capacity |',
-        '|---|---|---|---|---|---|---|---|---|---|---|',
+        '| peer | class | ok % of sent | ok req/s | p50 ms | p99 ms | rejected | backend 503 | errors | backend max concurrency | slot refill gap ms | goodput % of capacity |',
+        '|---|---|---|---|---|---|---|---|---|---|---|---|',
       );
       for (const s of slots) {
         const rs = (results.get(s) ?? []).filter((x): x is RunOut => !!x);
         if (rs.length === 0) {
-          body.push(`| ${s.name} | – | not run: ${(s.notRun ?? 'did not start').replace(/\|/g, '\\|')} | | | | | | | | |`);
+          body.push(`| ${s.name} | – | not run: ${(s.notRun ?? 'did not start').replace(/\|/g, '\\|')} | | | | | | | | | |`);
           continue;
         }
         const maxC = summarize(rs.map((r) => r.backendMax));
@@ -116,7 +131,7 @@ export const scenario: Scenario = {
           const c = rs.map((r) => r.gen.classes[cls]!);
           const other = (x: ClassOut): number => openLoopOther(x) - x.backendOverload;
           body.push(
-            `| ${s.name}${s.notRun ? ` (incomplete: ${s.notRun.replace(/\|/g, '\\|')})` : ''} | ${cls} | ${fmtS(summarize(c.map((x) => (100 * x.ok) / x.sent)), 1)} | ${fmtS(summarize(c.map((x) => x.okPerSec)))} | ${fmtS(summarize(c.map((x) => x.p50ms ?? NaN)))} | ${fmtS(summarize(c.map((x) => x.p99ms ?? NaN)))} | ${fmtS(summarize(c.map((x) => x.rejected)))} | ${fmtS(summarize(c.map((x) => x.backendOverload)))} | ${fmtS(summarize(c.map(other)))} | ${cls === 'premium' ? fmtS(maxC) : ''} | ${cls === 'premium' ? fmtS(summarize(rs.map((r) => (100 * (r.gen.classes.premium!.okPerSec + r.gen.classes.free!.okPerSec)) / CAPACITY)), 1) : ''} |`,
+            `| ${s.name}${s.notRun ? ` (incomplete: ${s.notRun.replace(/\|/g, '\\|')})` : ''} | ${cls} | ${fmtS(summarize(c.map((x) => (100 * x.ok) / x.sent)), 1)} | ${fmtS(summarize(c.map((x) => x.okPerSec)))} | ${fmtS(summarize(c.map((x) => x.p50ms ?? NaN)))} | ${fmtS(summarize(c.map((x) => x.p99ms ?? NaN)))} | ${fmtS(summarize(c.map((x) => x.rejected)))} | ${fmtS(summarize(c.map((x) => x.backendOverload)))} | ${fmtS(summarize(c.map(other)))} | ${cls === 'premium' ? fmtS(maxC) : ''} | ${cls === 'premium' ? fmtS(summarize(rs.map((r) => r.refillGapMs)), 2) : ''} | ${cls === 'premium' ? fmtS(summarize(rs.map((r) => (100 * (r.gen.classes.premium!.okPerSec + r.gen.classes.free!.okPerSec)) / CAPACITY)), 1) : ''} |`,
           );
         }
         // checks that say plainly what a peer did not do

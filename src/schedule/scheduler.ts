@@ -487,8 +487,7 @@ export class Scheduler implements LimitSink {
     }
     for (const e of due) {
       this.unlink(e);
-      const waited = Math.round(now - e.enqueuedAt);
-      this.reject(e.job, e.cls, 'QUEUE_TIMEOUT', 'queue_timeout', `waited ${waited} ms in class '${e.cls.policy.name}' (timeout ${e.deadline - e.enqueuedAt} ms)`);
+      this.timeOut(e, now);
     }
     if (q.live > 0 && next !== Infinity && !q.timer) this.armTimer(q, next - now);
   }
@@ -508,9 +507,14 @@ export class Scheduler implements LimitSink {
       }
       q.items.shift();
       this.unlink(e);
-      const waited = Math.round(now - e.enqueuedAt);
-      this.reject(e.job, e.cls, 'QUEUE_TIMEOUT', 'queue_timeout', `waited ${waited} ms in class '${e.cls.policy.name}' (timeout ${e.cls.policy.queue.timeoutMs} ms)`);
+      this.timeOut(e, now);
     }
+  }
+
+  /** Rejects an unlinked entry whose queue timeout has passed. */
+  private timeOut(e: Entry, now: number): void {
+    const waited = Math.round(now - e.enqueuedAt);
+    this.reject(e.job, e.cls, 'QUEUE_TIMEOUT', 'queue_timeout', `waited ${waited} ms in class '${e.cls.policy.name}' (timeout ${e.deadline - e.enqueuedAt} ms)`);
   }
 
   private dispatch(u: UpstreamQueues): void {
@@ -537,8 +541,17 @@ export class Scheduler implements LimitSink {
         while (e && e.cancelled) e = q.items.shift();
       }
       if (!e) continue;
-      const slot = u.state.slotFor(q.cls)!;
       this.unlink(e);
+      if (e.deadline <= now) {
+        // Past its queue timeout, its timer not yet run (a busy event loop fires timers late):
+        // it times out now rather than start late. The slot goes to the next waiter, and the
+        // class is not charged a turn for it (pick advanced its virtual time).
+        q.vt -= 1 / q.cls.policy.weight;
+        this.timeOut(e, now);
+        if (q.live > 0 && !q.timer) this.armTimer(q, q.items.peek()!.deadline - now);
+        continue;
+      }
+      const slot = u.state.slotFor(q.cls)!;
       if (q.live > 0 && !q.timer) this.armTimer(q, q.items.peek()!.deadline - now);
       q.cls.drain.tick(now);
       q.inFlight++;

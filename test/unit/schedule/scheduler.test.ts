@@ -220,6 +220,45 @@ defaultClass: a`,
   assert.equal(s.status().queued, 0);
 });
 
+test('a waiter past its queue timeout is never started, even when its timer has not run yet (busy event loop)', () => {
+  // A clock whose timers run only when told: time moves on while the expiry timer is late.
+  let now = 0;
+  const due: (() => void)[] = [];
+  const clock = { now: () => now, setTimer: (fn: () => void) => (due.push(fn), { cancel: () => {} }) };
+  const p = policy(`upstreams:
+  - name: up
+    targets: [http://127.0.0.1:1]
+    maxConcurrent: 1
+routes:
+  - upstream: up
+classes:
+  - name: a
+    queue: { size: 10, timeout: 1s }
+defaultClass: a`);
+  const s = new Scheduler(p, clock);
+  const log: string[] = [];
+  const up = p.upstreams.get('up')!;
+  const submit = (name: string): TestJob => {
+    const j = new TestJob(name, log);
+    s.submit(j, p.classes[0]!, up);
+    return j;
+  };
+  const first = submit('first');
+  const late = submit('late');
+  now = 400;
+  const fresh = submit('fresh');
+  now = 1200; // late's deadline (1000) passed; fresh's (1400) not
+  first.done();
+  assert.equal(late.reason, 'queue_timeout');
+  assert.match(late.error!.message, /waited 1200 ms .*timeout 1000 ms/);
+  assert.equal(late.permit, undefined);
+  assert.deepEqual(log, ['first', 'fresh'], 'the slot went to the next waiter in time');
+  // The expiry timer, when it finally runs, finds nothing more to do.
+  for (const fn of due.splice(0)) fn();
+  assert.equal(fresh.reason, undefined);
+  assert.equal(s.status().classes[0]!.rejected.queue_timeout, 1);
+});
+
 test('cancel: a waiter that left is never granted and frees its queue place', () => {
   const { s, submit, log } = setup(TWO, 1);
   const a = submit('lo', 'a');
