@@ -514,7 +514,7 @@ export class Scheduler implements LimitSink {
   /** Rejects an unlinked entry whose queue timeout has passed. */
   private timeOut(e: Entry, now: number): void {
     const waited = Math.round(now - e.enqueuedAt);
-    this.reject(e.job, e.cls, 'QUEUE_TIMEOUT', 'queue_timeout', `waited ${waited} ms in class '${e.cls.policy.name}' (timeout ${e.deadline - e.enqueuedAt} ms)`);
+    this.reject(e.job, e.cls, 'QUEUE_TIMEOUT', 'queue_timeout', `waited ${waited} ms in class '${e.cls.policy.name}' (timeout ${Math.round(e.deadline - e.enqueuedAt)} ms)`);
   }
 
   private dispatch(u: UpstreamQueues): void {
