@@ -11,6 +11,7 @@ import { REPO } from './lib/peers.js';
 import { startServer } from './lib/proc.js';
 import { fmtS, summarize } from './lib/stats.js';
 import { PROXY_CORE, openLoop } from './lib/tools.js';
+import { adaptivePolicy } from './scenarios/s12-adaptive.js';
 
 const argv = process.argv.slice(2);
 const all = (n: string): string[] => argv.flatMap((a, i) => (a === `--${n}` ? [argv[i + 1]!] : []));
@@ -22,26 +23,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'sluice-ab12-'));
 const backend = await startServer({ name: 'knee', cmd: 'node', args: ['bench/lib/knee-backend.mjs', '--port', '0', '--knee', '8', '--service-ms', '20'], cwd: REPO, ready: /backend listening (\d+)/ });
 const b = `http://127.0.0.1:${backend.port}`;
-const policy = `listen: { host: 127.0.0.1, port: 0 }
-admin: { host: 127.0.0.1, port: 0 }
-upstreams:
-  - name: api
-    targets: [${b}]
-    maxConcurrent: auto
-routes:
-  - match: { pathPrefix: / }
-    upstream: api
-classes:
-  - name: premium
-    priority: 0
-    match:
-      headers: { x-tier: premium }
-    queue: { size: 10000, timeout: 2s }
-  - name: free
-    priority: 1
-    queue: { size: 10000, timeout: 2s }
-defaultClass: free
-${extra}`;
+const policy = adaptivePolicy(b, extra);
 const gen = (port: number, s: number, p: number, f: number) => ['--url', `http://127.0.0.1:${port}/`, '--duration', String(s), '--class', `premium=${p}`, ...(f > 0 ? ['--class', `free=${f}`] : []), '--timeout-ms', '10000'];
 type Rep = { idle: number; p99: number; ratio: number; max: number; p95: number; goodput: number; lim5: number; follow: number; after: number };
 const res = new Map<string, Rep[]>();
