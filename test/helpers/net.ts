@@ -1,4 +1,4 @@
-import { createServer } from 'node:net';
+import { createServer, connect as netConnect } from 'node:net';
 import { request } from 'node:http';
 import { spawn } from 'node:child_process';
 
@@ -65,3 +65,20 @@ export function responseCompletion(url: string): Promise<string> {
     req.end();
   });
 }
+
+/** Sends raw bytes to 127.0.0.1:port and returns everything received (latin1) until the server closes, or `timeoutMs` passes. */
+export function rawExchange(port: number, bytes: string | Buffer, timeoutMs = 2000): Promise<string> {
+  return new Promise((resolve) => {
+    const s = netConnect(port, '127.0.0.1');
+    let out = '';
+    s.setEncoding('latin1');
+    s.on('data', (d: string) => (out += d));
+    s.on('error', () => resolve(out));
+    s.on('close', () => resolve(out));
+    s.setTimeout(timeoutMs, () => s.destroy());
+    s.write(bytes);
+  });
+}
+
+/** The status code of a raw HTTP/1.1 response (0 when there is none). */
+export const statusOf = (resp: string): number => Number(/^HTTP\/1\.1 (\d{3})/.exec(resp)?.[1] ?? 0);

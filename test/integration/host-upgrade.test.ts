@@ -14,7 +14,7 @@ import { startSluice, type RunningSluice } from '../helpers/sluice.js';
 import { startRecorder, type Recorder } from '../helpers/recorder.js';
 import { assertDrained } from '../helpers/invariants.js';
 import { startBackend, type Backend } from '../helpers/backend.js';
-import { run } from '../helpers/net.js';
+import { run, statusOf } from '../helpers/net.js';
 
 let rec: Recorder;
 let ws: Backend;
@@ -75,7 +75,6 @@ function raw(bytes: string, waitMs = 2000, untilClose = false): Promise<string> 
   });
 }
 
-const statusOf = (resp: string): number => Number(/^HTTP\/1\.1 (\d{3})/.exec(resp)?.[1] ?? 0);
 const last = (): { url: string; host: string | undefined; xfh: string | undefined } => {
   const r = rec.requests.at(-1)!;
   return { url: r.url, host: r.headers.host, xfh: r.headers['x-forwarded-host'] as string | undefined };

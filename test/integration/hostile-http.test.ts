@@ -1,11 +1,11 @@
 /** Malformed and hostile HTTP/1.1 over a raw socket: answered 400/431, never forwarded, proxy unharmed. */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect } from 'node:net';
 import fc from 'fast-check';
 import { startBackend, type Backend } from '../helpers/backend.js';
 import { startSluice, simplePolicy, type RunningSluice } from '../helpers/sluice.js';
 import { assertDrained } from '../helpers/invariants.js';
+import { rawExchange, statusOf } from '../helpers/net.js';
 
 let backend: Backend;
 let sluice: RunningSluice;
@@ -28,20 +28,7 @@ after(async () => {
 });
 
 /** Sends raw bytes and returns what came back before the server closed (or 2 s passed). */
-function raw(bytes: string | Buffer): Promise<string> {
-  return new Promise((resolve) => {
-    const s = connect(port, '127.0.0.1');
-    let out = '';
-    s.setEncoding('latin1');
-    s.on('data', (d: string) => (out += d));
-    s.on('error', () => resolve(out));
-    s.on('close', () => resolve(out));
-    s.setTimeout(2000, () => s.destroy());
-    s.write(bytes);
-  });
-}
-
-const statusOf = (resp: string): number => Number(/^HTTP\/1\.1 (\d{3})/.exec(resp)?.[1] ?? 0);
+const raw = (bytes: string | Buffer): Promise<string> => rawExchange(port, bytes);
 
 const cases: [string, string, number][] = [
   ['bad request line', 'GARBAGE\r\n\r\n', 400],

@@ -11,7 +11,7 @@ import { connect as h2connect } from 'node:http2';
 import { startSluice, simplePolicy, type RunningSluice } from '../helpers/sluice.js';
 import { assertDrained } from '../helpers/invariants.js';
 import { reload } from '../helpers/gateway.js';
-import { abortAfter } from '../helpers/net.js';
+import { abortAfter, rawExchange, statusOf } from '../helpers/net.js';
 
 /** What the target does with one request head: `n` counts the requests on this connection (0: first). */
 type Answer = (s: Socket, head: string, n: number) => void;
@@ -67,20 +67,7 @@ after(async () => {
 const OK = 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok';
 
 /** Sends one raw HTTP/1.1 request (Connection: close) and returns everything received. */
-function raw(head: string): Promise<string> {
-  return new Promise((resolve) => {
-    const s = connect(port, '127.0.0.1');
-    let out = '';
-    s.setEncoding('latin1');
-    s.on('data', (d: string) => (out += d));
-    s.on('error', () => resolve(out));
-    s.on('close', () => resolve(out));
-    s.setTimeout(5000, () => s.destroy());
-    s.write(head);
-  });
-}
-
-const statusOf = (resp: string): number => Number(/^HTTP\/1\.1 (\d{3})/.exec(resp)?.[1] ?? 0);
+const raw = (head: string): Promise<string> => rawExchange(port, head, 5000);
 
 /** Leaves one idle pooled connection to the target (maxSockets 1: the next request reuses it). */
 async function warm(): Promise<void> {
